@@ -1,0 +1,470 @@
+//! The deployment description: one TOML file (every field has a default, so an empty
+//! file is the embedded default), then environment overrides, then validation.
+//!
+//! ```toml
+//! main_region = "europe-southwest1"
+//! [storage]
+//! backend = "local"          # local | memory | gcs
+//! root = ".meridian/buckets"
+//! [[regions]]
+//! name = "europe-west2"
+//! lat = 51.5085
+//! lon = -0.1257
+//! bucket = "meridian-europe-west2"
+//! edges = ["https://127.0.0.1:7081"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::regions::{self, Location, Region};
+
+/// A whole Meridian deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Region that holds the main bucket. Default: `europe-southwest1`.
+    pub main_region: String,
+    /// The regions. Default: the ten regions of DESIGN.md, without edges.
+    pub regions: Vec<Region>,
+    /// Where buckets live.
+    pub storage: StorageConfig,
+    /// Bearer-token settings for publishers and purges.
+    pub auth: AuthConfig,
+    /// Signed-URL settings.
+    pub signing: SigningConfig,
+    /// Edge cache settings.
+    pub edge: EdgeSettings,
+    /// Boot (edge discovery) settings.
+    pub boot: BootSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            main_region: "europe-southwest1".to_string(),
+            regions: regions::default_catalog(),
+            storage: StorageConfig::default(),
+            auth: AuthConfig::default(),
+            signing: SigningConfig::default(),
+            edge: EdgeSettings::default(),
+            boot: BootSettings::default(),
+        }
+    }
+}
+
+/// Which storage backend holds the buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Local filesystem under `storage.root` (the embedded default).
+    Local,
+    /// In-process memory; contents vanish on exit (tests).
+    Memory,
+    /// Google Cloud Storage's JSON API at `storage.gcs_endpoint`.
+    Gcs,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Backend. Default: `local`. Env: `MERIDIAN_STORAGE_BACKEND`.
+    pub backend: Backend,
+    /// Folder holding one sub-folder per bucket (local backend). Default:
+    /// `.meridian/buckets`. Env: `MERIDIAN_STORAGE_ROOT`.
+    pub root: PathBuf,
+    /// Cloud Storage JSON API endpoint. Default: `https://storage.googleapis.com`.
+    /// Env: `MERIDIAN_GCS_ENDPOINT`.
+    pub gcs_endpoint: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: Backend::Local,
+            root: PathBuf::from(".meridian/buckets"),
+            gcs_endpoint: "https://storage.googleapis.com".to_string(),
+        }
+    }
+}
+
+/// Bearer-token settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for publisher and purge tokens. Default: none. Env:
+    /// `MERIDIAN_JWT_SECRET`.
+    pub jwt_secret: Option<String>,
+    /// File holding the secret instead. Default: none. Env: `MERIDIAN_JWT_SECRET_FILE`.
+    pub jwt_secret_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// The secret, from the file when one is named. Errors name the missing field.
+    pub fn secret(&self) -> Result<Vec<u8>> {
+        secret_from("auth.jwt_secret", &self.jwt_secret, &self.jwt_secret_file)
+    }
+}
+
+/// Signed-URL settings. Exactly one key kind is used: an HMAC key when
+/// `hmac_access_id` is set, else the service-account key file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// Base URL signed URLs point at. Default: `https://storage.googleapis.com`.
+    /// Env: `MERIDIAN_SIGNING_ENDPOINT`.
+    pub endpoint: String,
+    /// Lifetime of an upload URL in seconds. Default: 60.
+    pub ttl_seconds: u64,
+    /// HMAC access id (`GOOG4-HMAC-SHA256`). Default: none. Env: `MERIDIAN_HMAC_ACCESS_ID`.
+    pub hmac_access_id: Option<String>,
+    /// HMAC secret. Default: none. Env: `MERIDIAN_HMAC_SECRET`.
+    pub hmac_secret: Option<String>,
+    /// File holding the HMAC secret instead. Default: none. Env: `MERIDIAN_HMAC_SECRET_FILE`.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Service-account JSON key (`GOOG4-RSA-SHA256`). Default: none. Env:
+    /// `MERIDIAN_SERVICE_ACCOUNT_FILE`.
+    pub service_account_file: Option<PathBuf>,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        SigningConfig {
+            endpoint: "https://storage.googleapis.com".to_string(),
+            ttl_seconds: 60,
+            hmac_access_id: None,
+            hmac_secret: None,
+            hmac_secret_file: None,
+            service_account_file: None,
+        }
+    }
+}
+
+impl SigningConfig {
+    /// The HMAC secret, from the file when one is named.
+    pub fn hmac_secret(&self) -> Result<Vec<u8>> {
+        secret_from("signing.hmac_secret", &self.hmac_secret, &self.hmac_secret_file)
+    }
+}
+
+/// Edge cache settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeSettings {
+    /// Memory budget of the object cache in bytes. Default: 256 MiB.
+    pub cache_bytes: u64,
+    /// Freshness when an object's Cache-Control says nothing. Default: 3600 s.
+    pub default_max_age_seconds: u64,
+    /// Objects larger than this are streamed from the bucket and never cached whole.
+    /// Default: 8 MiB.
+    pub stream_threshold_bytes: u64,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        EdgeSettings {
+            cache_bytes: 256 * 1024 * 1024,
+            default_max_age_seconds: 3600,
+            stream_threshold_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Boot settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootSettings {
+    /// Location assumed for clients that give none. Default: Madrid (40.4165, -3.7026).
+    pub default_location: Location,
+    /// How many next-nearest regions contribute a fallback edge. Default: 2.
+    pub fallback_regions: usize,
+    /// How long clients may keep an answer, in seconds. Default: 60.
+    pub ttl_seconds: u64,
+}
+
+impl Default for BootSettings {
+    fn default() -> Self {
+        BootSettings {
+            default_location: Location { lat: 40.4165, lon: -3.7026 },
+            fallback_regions: 2,
+            ttl_seconds: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document, fills defaults and validates it (no environment).
+    pub fn from_toml_str(text: &str) -> Result<Config> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        config.fill_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads `path` (or the embedded default when `None`), applies `MERIDIAN_*`
+    /// environment overrides and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    Error::Config(format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|key| std::env::var(key).ok())?;
+        config.fill_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies the documented `MERIDIAN_*` overrides, reading variables through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = var("MERIDIAN_STORAGE_BACKEND") {
+            self.storage.backend = match v.as_str() {
+                "local" => Backend::Local,
+                "memory" => Backend::Memory,
+                "gcs" => Backend::Gcs,
+                other => {
+                    return Err(Error::Config(format!(
+                        "MERIDIAN_STORAGE_BACKEND: unknown backend {other:?} (local, memory or gcs)"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("MERIDIAN_STORAGE_ROOT") {
+            self.storage.root = PathBuf::from(v);
+        }
+        if let Some(v) = var("MERIDIAN_GCS_ENDPOINT") {
+            self.storage.gcs_endpoint = v;
+        }
+        if let Some(v) = var("MERIDIAN_JWT_SECRET") {
+            self.auth.jwt_secret = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_JWT_SECRET_FILE") {
+            self.auth.jwt_secret_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("MERIDIAN_SIGNING_ENDPOINT") {
+            self.signing.endpoint = v;
+        }
+        if let Some(v) = var("MERIDIAN_HMAC_ACCESS_ID") {
+            self.signing.hmac_access_id = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_HMAC_SECRET") {
+            self.signing.hmac_secret = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_HMAC_SECRET_FILE") {
+            self.signing.hmac_secret_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("MERIDIAN_SERVICE_ACCOUNT_FILE") {
+            self.signing.service_account_file = Some(PathBuf::from(v));
+        }
+        Ok(())
+    }
+
+    /// Gives every region without a bucket its default bucket name.
+    fn fill_defaults(&mut self) {
+        for region in &mut self.regions {
+            if region.bucket.is_empty() {
+                region.bucket = regions::default_bucket_name(&region.name);
+            }
+        }
+    }
+
+    /// Rejects nonsense with a message naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: String, why: String| Err(Error::Config(format!("{field}: {why}")));
+        if self.regions.is_empty() {
+            return bad("regions".into(), "at least one region is required".into());
+        }
+        for (i, region) in self.regions.iter().enumerate() {
+            let field = |name: &str| format!("regions[{i}].{name}");
+            if region.name.is_empty() {
+                return bad(field("name"), "must not be empty".into());
+            }
+            if self.regions[..i].iter().any(|r| r.name == region.name) {
+                return bad(field("name"), format!("{:?} appears twice", region.name));
+            }
+            if !(region.lat.is_finite() && (-90.0..=90.0).contains(&region.lat)) {
+                return bad(field("lat"), format!("{} is outside -90..=90", region.lat));
+            }
+            if !(region.lon.is_finite() && (-180.0..=180.0).contains(&region.lon)) {
+                return bad(field("lon"), format!("{} is outside -180..=180", region.lon));
+            }
+            if let Err(why) = validate_bucket_name(&region.bucket) {
+                return bad(field("bucket"), why);
+            }
+            if self.regions[..i].iter().any(|r| r.bucket == region.bucket) {
+                return bad(field("bucket"), format!("{:?} is used by two regions", region.bucket));
+            }
+            for (j, edge) in region.edges.iter().enumerate() {
+                if let Err(why) = validate_http_url(edge) {
+                    return bad(format!("regions[{i}].edges[{j}]"), why);
+                }
+            }
+        }
+        if !self.regions.iter().any(|r| r.name == self.main_region) {
+            return bad("main_region".into(), format!("{:?} is not one of the regions", self.main_region));
+        }
+        if self.storage.backend == Backend::Gcs {
+            if let Err(why) = validate_http_url(&self.storage.gcs_endpoint) {
+                return bad("storage.gcs_endpoint".into(), why);
+            }
+        }
+        if let Err(why) = validate_http_url(&self.signing.endpoint) {
+            return bad("signing.endpoint".into(), why);
+        }
+        if !(1..=604_800).contains(&self.signing.ttl_seconds) {
+            return bad("signing.ttl_seconds".into(), "must be between 1 and 604800 (7 days)".into());
+        }
+        if self.edge.cache_bytes == 0 {
+            return bad("edge.cache_bytes".into(), "must be greater than 0".into());
+        }
+        if self.edge.stream_threshold_bytes == 0 {
+            return bad("edge.stream_threshold_bytes".into(), "must be greater than 0".into());
+        }
+        if !self.boot.default_location.is_valid() {
+            return bad("boot.default_location".into(), "lat must be in -90..=90 and lon in -180..=180".into());
+        }
+        Ok(())
+    }
+
+    /// The region holding the main bucket (validated to exist).
+    pub fn main(&self) -> &Region {
+        self.regions
+            .iter()
+            .find(|r| r.name == self.main_region)
+            .unwrap_or(&self.regions[0])
+    }
+
+    /// The regions that replicate from the main bucket (every region but the main one).
+    pub fn replica_regions(&self) -> impl Iterator<Item = &Region> {
+        self.regions.iter().filter(move |r| r.name != self.main_region)
+    }
+
+    /// Looks a region up by name.
+    pub fn region(&self, name: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+}
+
+/// Cloud Storage bucket naming rules (the subset that matters here): 3–63 characters
+/// of lowercase letters, digits, `-`, `_` and `.`, starting and ending alphanumeric.
+pub fn validate_bucket_name(name: &str) -> std::result::Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&name.len()) {
+        return Err(format!("bucket name {name:?} must be 3 to 63 characters"));
+    }
+    if !name.chars().all(ok_char) || !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        return Err(format!(
+            "bucket name {name:?} may hold only lowercase letters, digits, '-', '_' and '.', and must start and end with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_http_url(text: &str) -> std::result::Result<(), String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        Ok(_) => Err(format!("{text:?} must be an http or https URL with a host")),
+        Err(e) => Err(format!("{text:?} is not a URL: {e}")),
+    }
+}
+
+fn secret_from(field: &str, inline: &Option<String>, file: &Option<PathBuf>) -> Result<Vec<u8>> {
+    let secret = match (inline, file) {
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{field}_file: cannot read {}: {e}", path.display())))?
+            .trim()
+            .to_string(),
+        (Some(value), None) => value.clone(),
+        (None, None) => return Err(Error::Config(format!("{field}: not set (set it or {field}_file)"))),
+    };
+    if secret.len() < 16 {
+        return Err(Error::Config(format!("{field}: must be at least 16 characters")));
+    }
+    Ok(secret.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml_str(text).expect_err("config should be rejected").to_string()
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let config = Config::from_toml_str("").expect("valid");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.main().bucket, "meridian-europe-southwest1");
+        assert_eq!(config.replica_regions().count(), 9);
+    }
+
+    #[test]
+    fn regions_parse_with_default_bucket() {
+        let config = Config::from_toml_str(
+            r#"
+            main_region = "a-1"
+            [[regions]]
+            name = "a-1"
+            lat = 1.0
+            lon = 2.0
+            edges = ["https://127.0.0.1:9000"]
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(config.regions[0].bucket, "meridian-a-1");
+        assert_eq!(config.regions[0].edges, ["https://127.0.0.1:9000"]);
+    }
+
+    #[test]
+    fn errors_name_the_offending_field() {
+        let lat = err("main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 95.0\nlon = 0.0\n");
+        assert!(lat.contains("regions[0].lat"), "{lat}");
+        let main = err("main_region = \"nowhere\"");
+        assert!(main.contains("main_region"), "{main}");
+        let edge = err("main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 0.0\nlon = 0.0\nedges = [\"ftp://x\"]\n");
+        assert!(edge.contains("regions[0].edges[0]"), "{edge}");
+        let bucket = err("main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 0.0\nlon = 0.0\nbucket = \"UP\"\n");
+        assert!(bucket.contains("regions[0].bucket"), "{bucket}");
+        let ttl = err("[signing]\nttl_seconds = 0\n");
+        assert!(ttl.contains("signing.ttl_seconds"), "{ttl}");
+        let unknown = err("[edge]\ncache_bites = 1\n");
+        assert!(unknown.contains("cache_bites"), "{unknown}");
+    }
+
+    #[test]
+    fn environment_overrides_apply() {
+        let mut config = Config::default();
+        config
+            .apply_env(|key| match key {
+                "MERIDIAN_STORAGE_BACKEND" => Some("gcs".into()),
+                "MERIDIAN_GCS_ENDPOINT" => Some("http://127.0.0.1:4443".into()),
+                "MERIDIAN_JWT_SECRET" => Some("0123456789abcdef".into()),
+                _ => None,
+            })
+            .expect("valid overrides");
+        assert_eq!(config.storage.backend, Backend::Gcs);
+        assert_eq!(config.storage.gcs_endpoint, "http://127.0.0.1:4443");
+        assert_eq!(config.auth.secret().expect("secret"), b"0123456789abcdef");
+        let bad = config.apply_env(|key| (key == "MERIDIAN_STORAGE_BACKEND").then(|| "s3".into()));
+        assert!(bad.expect_err("unknown backend").to_string().contains("MERIDIAN_STORAGE_BACKEND"));
+    }
+
+    #[test]
+    fn short_or_missing_secrets_are_refused() {
+        let auth = AuthConfig { jwt_secret: Some("short".into()), jwt_secret_file: None };
+        assert!(auth.secret().is_err());
+        assert!(AuthConfig::default().secret().expect_err("missing").to_string().contains("auth.jwt_secret"));
+    }
+}

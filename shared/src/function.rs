@@ -1,0 +1,50 @@
+//! The Cloud Run shim every binary shares: serve a router on `$PORT` (8080 when
+//! unset, as Cloud Run sets it) and drain on SIGTERM or Ctrl-C.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use axum::Router;
+
+use crate::error::{Error, Result};
+use crate::server::{self, ServeOptions};
+
+/// The port Cloud Run tells the service to listen on.
+pub fn port_from_env() -> Result<u16> {
+    match std::env::var("PORT") {
+        Ok(text) => text.parse().map_err(|_| Error::Config(format!("PORT: {text:?} is not a port number"))),
+        Err(_) => Ok(8080),
+    }
+}
+
+/// Binds `0.0.0.0:$PORT` and serves `router` until SIGTERM or Ctrl-C.
+pub async fn run(service: &str, router: Router) -> Result<()> {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port_from_env()?));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(service, %addr, "listening");
+    server::serve(listener, router, None, ServeOptions::default(), shutdown_signal()).await?;
+    tracing::info!(service, "stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what Cloud Run and Compute Engine send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, draining");
+}

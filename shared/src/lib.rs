@@ -1,0 +1,31 @@
+//! Meridian's shared library: everything the functions, the edge and the CLI have in
+//! common, so each of them stays a thin layer of HTTP handlers over this crate.
+//!
+//! # Layout
+//! - [`config`]: the deployment description (TOML + environment) and its validation.
+//! - [`regions`]: the region catalog and great-circle ordering.
+//! - [`storage`]: the [`Bucket`] abstraction and its local, in-memory and GCS backends.
+//! - [`signing`]: GCS V4 signed URLs (RSA and HMAC), signing and verifying.
+//! - [`events`]: Cloud Storage events (`StorageObjectData`, CloudEvent types).
+//! - [`auth`]: bearer JWTs for publishers and for edge purges.
+//! - [`tls`]: the development certificate authority and rustls server configs.
+//! - [`server`]: serving a router on a bound listener with limits and graceful shutdown.
+//! - [`telemetry`]: logging, JSON on Cloud Run and human-readable elsewhere.
+//! - [`function`]: the Cloud Run shim every binary uses (`$PORT`, SIGTERM).
+//! - [`error`]: the crate's error type and its one mapping to HTTP status codes.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod function;
+pub mod regions;
+pub mod server;
+pub mod signing;
+pub mod storage;
+pub mod telemetry;
+pub mod tls;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use storage::{Bucket, ObjectMeta, ObjectName};

@@ -1,0 +1,140 @@
+//! Serving a router on a listener that the caller bound: plain HTTP or HTTPS (rustls),
+//! HTTP/1.1 and HTTP/2, a cap on concurrent connections, header and handshake
+//! timeouts, and graceful shutdown that lets in-flight requests finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Limits and timeouts for one server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Connections served at once; further clients wait in the accept queue.
+    /// Default: 4096.
+    pub max_connections: usize,
+    /// Time a client gets to send its request headers. Default: 10 s.
+    pub header_read_timeout: Duration,
+    /// Time a client gets to finish the TLS handshake. Default: 10 s.
+    pub tls_handshake_timeout: Duration,
+    /// Time in-flight requests get to finish after shutdown starts (Cloud Run allows
+    /// about 10 s). Default: 8 s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Serves `router` on `listener` (TLS when `tls` is given) until `shutdown` resolves,
+/// then stops accepting and waits up to `drain_timeout` for open connections.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let draining = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);
+    tokio::pin!(shutdown);
+
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // the semaphore is never closed; treat as shutdown
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let acceptor = acceptor.clone();
+        let draining = draining.clone();
+        let handshake_timeout = options.tls_handshake_timeout;
+        connections.spawn(async move {
+            let _slot = slot;
+            let result = match acceptor {
+                None => drive(&builder, TokioIo::new(stream), service, &draining).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => drive(&builder, TokioIo::new(tls), service, &draining).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, cause = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, cause = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    draining.cancel();
+    connections.close();
+    if tokio::time::timeout(options.drain_timeout, connections.wait()).await.is_err() {
+        tracing::warn!(open = connections.len(), "drain timeout passed; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Serves one connection, switching it to graceful shutdown when draining starts.
+async fn drive<I>(
+    builder: &Builder<TokioExecutor>,
+    io: TokioIo<I>,
+    service: TowerToHyperService<Router>,
+    draining: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = draining.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}

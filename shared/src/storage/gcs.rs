@@ -1,0 +1,220 @@
+//! The Google Cloud Storage backend, over the JSON API. The endpoint is explicit so
+//! the same code talks to Cloud Storage and to fake-gcs-server.
+//!
+//! Reads, deletes and listing go through `gcloud-storage`. Uploads are a streamed
+//! `multipart/related` request built here: the crate's multipart upload sends the
+//! media part without a Content-Type (which Cloud Storage emulators then drop), and
+//! its simple upload cannot carry Cache-Control or custom metadata.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use gcloud_storage::client::{Client, ClientConfig};
+use gcloud_storage::http::Error as GcsError;
+use gcloud_storage::http::buckets::insert::{BucketCreationConfig, InsertBucketParam, InsertBucketRequest};
+use gcloud_storage::http::objects::Object;
+use gcloud_storage::http::objects::delete::DeleteObjectRequest;
+use gcloud_storage::http::objects::download::Range;
+use gcloud_storage::http::objects::get::GetObjectRequest;
+use gcloud_storage::http::objects::list::ListObjectsRequest;
+
+use super::{ByteStream, ObjectMeta, ObjectName, PutOptions, local::content_type_or_default};
+use crate::error::{Error, Result};
+
+/// A connection to a Cloud Storage endpoint.
+#[derive(Clone)]
+pub struct GcsClient {
+    client: Client,
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for GcsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GcsClient({})", self.endpoint)
+    }
+}
+
+impl GcsClient {
+    /// A client without credentials, for emulators such as fake-gcs-server.
+    /// (Credentials for real Cloud Storage arrive with the deployment issue.)
+    pub async fn anonymous(endpoint: &str) -> Result<GcsClient> {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Config(format!("storage.gcs_endpoint: HTTP client: {e}")))?;
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let config = ClientConfig {
+            storage_endpoint: endpoint.clone(),
+            http: Some(http.clone().into()),
+            ..ClientConfig::default()
+        }
+        .anonymous();
+        Ok(GcsClient { client: Client::new(config), http, endpoint })
+    }
+
+    /// A handle on one bucket.
+    pub fn bucket(&self, name: &str) -> GcsBucket {
+        GcsBucket { client: self.clone(), name: name.to_string() }
+    }
+
+    /// Creates a bucket; an existing bucket is fine.
+    pub async fn create_bucket(&self, project: &str, name: &str) -> Result<()> {
+        let request = InsertBucketRequest {
+            name: name.to_string(),
+            param: InsertBucketParam { project: project.to_string(), ..Default::default() },
+            bucket: BucketCreationConfig::default(),
+        };
+        match self.client.insert_bucket(&request).await {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(409) => Ok(()),
+            Err(e) => Err(Error::Upstream(format!("create bucket {name}: {e}"))),
+        }
+    }
+}
+
+/// One Cloud Storage bucket.
+#[derive(Debug, Clone)]
+pub struct GcsBucket {
+    client: GcsClient,
+    name: String,
+}
+
+fn status(e: &GcsError) -> Option<u16> {
+    match e {
+        GcsError::Response(r) => Some(r.code),
+        GcsError::HttpClient(e) | GcsError::RawResponse(e, _) => e.status().map(|s| s.as_u16()),
+        _ => None,
+    }
+}
+
+fn map_error(name: &str, e: GcsError) -> Error {
+    match status(&e) {
+        Some(404) => Error::NotFound(name.to_string()),
+        Some(412) => Error::PreconditionFailed(format!("{name}: generation precondition failed")),
+        _ => Error::Upstream(format!("cloud storage: {name}: {e}")),
+    }
+}
+
+fn to_meta(object: Object) -> ObjectMeta {
+    ObjectMeta {
+        name: object.name,
+        size: u64::try_from(object.size).unwrap_or(0),
+        content_type: content_type_or_default(object.content_type.unwrap_or_default()),
+        cache_control: object.cache_control.filter(|c| !c.is_empty()),
+        md5_hash: object.md5_hash.unwrap_or_default(),
+        generation: object.generation,
+        updated: object.updated.map(SystemTime::from).map(Into::into).unwrap_or_else(chrono::Utc::now),
+        metadata: object.metadata.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Bucket for GcsBucket {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn put(&self, name: &ObjectName, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {
+        let content_type = content_type_or_default(options.content_type);
+        let boundary = format!("meridian-{}", uuid::Uuid::new_v4().simple());
+        let metadata = serde_json::json!({
+            "name": name.as_str(),
+            "contentType": content_type,
+            "cacheControl": options.cache_control,
+            "metadata": options.metadata,
+        });
+        let head = format!(
+            "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let stream = futures::stream::once(async move { Ok(Bytes::from(head)) })
+            .chain(body)
+            .chain(futures::stream::once(async move { Ok(Bytes::from(tail)) }));
+        let mut url = url::Url::parse(&format!("{}/upload/storage/v1/b/{}/o", self.client.endpoint, self.name))
+            .map_err(|e| Error::Config(format!("storage.gcs_endpoint: {e}")))?;
+        url.query_pairs_mut().append_pair("uploadType", "multipart").append_pair("name", name.as_str());
+        if let Some(generation) = options.if_generation_match {
+            url.query_pairs_mut().append_pair("ifGenerationMatch", &generation.to_string());
+        }
+        let response = self
+            .client
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, format!("multipart/related; boundary={boundary}"))
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| Error::Upstream(format!("cloud storage upload of {name}: {e}")))?;
+        match response.status().as_u16() {
+            200..=299 => {}
+            412 => return Err(Error::PreconditionFailed(format!("{name}: generation precondition failed"))),
+            code => {
+                let text = response.text().await.unwrap_or_default();
+                return Err(Error::Upstream(format!("cloud storage upload of {name}: {code}: {text}")));
+            }
+        }
+        let object: Object = response
+            .json()
+            .await
+            .map_err(|e| Error::Upstream(format!("cloud storage upload of {name}: bad response: {e}")))?;
+        Ok(to_meta(object))
+    }
+
+    async fn get(&self, name: &ObjectName) -> Result<(ObjectMeta, ByteStream)> {
+        let meta = self.head(name).await?;
+        // Read exactly the generation we described, even if a newer one lands meanwhile.
+        let request = GetObjectRequest {
+            bucket: self.name.clone(),
+            object: name.to_string(),
+            generation: Some(meta.generation),
+            ..Default::default()
+        };
+        let stream = self
+            .client
+            .client
+            .download_streamed_object(&request, &Range::default())
+            .await
+            .map_err(|e| map_error(name.as_str(), e))?
+            .map_err(std::io::Error::other);
+        Ok((meta, Box::pin(stream)))
+    }
+
+    async fn head(&self, name: &ObjectName) -> Result<ObjectMeta> {
+        let request = GetObjectRequest { bucket: self.name.clone(), object: name.to_string(), ..Default::default() };
+        let object = self.client.client.get_object(&request).await.map_err(|e| map_error(name.as_str(), e))?;
+        Ok(to_meta(object))
+    }
+
+    async fn delete(&self, name: &ObjectName, if_generation_match: Option<i64>) -> Result<()> {
+        let request = DeleteObjectRequest {
+            bucket: self.name.clone(),
+            object: name.to_string(),
+            if_generation_match,
+            ..Default::default()
+        };
+        self.client.client.delete_object(&request).await.map_err(|e| map_error(name.as_str(), e))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let mut found = Vec::new();
+        let mut page_token = None;
+        loop {
+            let request = ListObjectsRequest {
+                bucket: self.name.clone(),
+                prefix: Some(prefix.to_string()),
+                page_token: page_token.take(),
+                ..Default::default()
+            };
+            let page = self.client.client.list_objects(&request).await.map_err(|e| map_error(prefix, e))?;
+            found.extend(page.items.unwrap_or_default().into_iter().map(to_meta));
+            match page.next_page_token {
+                Some(token) if !token.is_empty() => page_token = Some(token),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+}

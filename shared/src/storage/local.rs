@@ -1,0 +1,277 @@
+//! The local filesystem backend, the embedded default.
+//!
+//! Layout of a bucket folder:
+//!
+//! ```text
+//! <root>/<bucket>/.lock                       serialises commits (an OS file lock)
+//! <root>/<bucket>/tmp/<uuid>.part              uploads in progress, never visible
+//! <root>/<bucket>/objects/<h2>/<h>/meta.json   the live generation and its metadata
+//! <root>/<bucket>/objects/<h2>/<h>/<gen>.data  that generation's bytes
+//! ```
+//!
+//! `<h>` is the SHA-256 of the object name in hex (`<h2>` its first two digits), so
+//! no name — whatever it contains — ever becomes part of a path. A write streams into
+//! `tmp/`, then commits under the lock: rename the data into place, then atomically
+//! replace `meta.json`. `meta.json` is the commit point: until it names a generation,
+//! that generation's data is invisible, and a crash leaves at worst an orphan file.
+
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{
+    ByteStream, Md5Hasher, ObjectMeta, ObjectName, PutOptions, check_generation, next_generation,
+};
+use crate::error::{Error, Result};
+
+/// A bucket stored in a local folder.
+#[derive(Debug, Clone)]
+pub struct LocalBucket {
+    name: String,
+    dir: PathBuf,
+}
+
+impl LocalBucket {
+    /// Opens (creating if needed) bucket `name` under `root`.
+    pub async fn open(root: &Path, name: &str) -> Result<LocalBucket> {
+        crate::config::validate_bucket_name(name).map_err(Error::Config)?;
+        let dir = root.join(name);
+        tokio::fs::create_dir_all(dir.join("tmp")).await?;
+        tokio::fs::create_dir_all(dir.join("objects")).await?;
+        Ok(LocalBucket { name: name.to_string(), dir })
+    }
+
+    /// The folder that holds this bucket.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn object_dir(&self, name: &ObjectName) -> PathBuf {
+        let digest = ring::digest::digest(&ring::digest::SHA256, name.as_str().as_bytes());
+        let hash = hex::encode(digest.as_ref());
+        self.dir.join("objects").join(&hash[..2]).join(hash)
+    }
+
+    /// Streams `body` into a private temporary file, returning its path, size and MD5.
+    async fn stage(&self, mut body: ByteStream) -> Result<(PathBuf, u64, String)> {
+        let path = self.dir.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
+        let staged = async {
+            let mut file = tokio::fs::File::create(&path).await?;
+            let (mut size, mut md5) = (0u64, Md5Hasher::default());
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                md5.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            Ok::<_, std::io::Error>((size, md5.finish_base64()))
+        }
+        .await;
+        match staged {
+            Ok((size, md5)) => Ok((path, size, md5)),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Runs a commit step on the blocking pool while holding the bucket's file lock, so
+/// that commits from every process sharing the folder are serialised.
+async fn locked<T: Send + 'static>(
+    bucket_dir: &Path,
+    step: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let lock_path = bucket_dir.join(".lock");
+    tokio::task::spawn_blocking(move || {
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
+        lock.lock()?;
+        let result = step();
+        drop(lock); // closing the file releases the lock
+        result
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("commit task failed: {e}")))?
+}
+
+fn read_meta(object_dir: &Path) -> Result<Option<ObjectMeta>> {
+    match std::fs::read(object_dir.join("meta.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("corrupt metadata in {}: {e}", object_dir.display()))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces `meta.json` atomically: write a sibling, flush it, rename over.
+fn write_meta(object_dir: &Path, meta: &ObjectMeta) -> Result<()> {
+    let tmp = object_dir.join(format!("meta.json.{}.tmp", uuid::Uuid::new_v4()));
+    let json = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&json)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, object_dir.join("meta.json"))?;
+    Ok(())
+}
+
+fn data_path(object_dir: &Path, generation: i64) -> PathBuf {
+    object_dir.join(format!("{generation}.data"))
+}
+
+#[async_trait::async_trait]
+impl super::Bucket for LocalBucket {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn put(&self, name: &ObjectName, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {
+        let (staged, size, md5_hash) = self.stage(body).await?;
+        let object_dir = self.object_dir(name);
+        let name = name.clone();
+        let staged_for_commit = staged.clone();
+        let committed = locked(&self.dir, move || {
+            let live = read_meta(&object_dir)?;
+            check_generation(&name, options.if_generation_match, live.as_ref().map(|m| m.generation))?;
+            let meta = ObjectMeta {
+                name: name.to_string(),
+                size,
+                content_type: content_type_or_default(options.content_type),
+                cache_control: options.cache_control,
+                md5_hash,
+                generation: next_generation(live.as_ref().map(|m| m.generation)),
+                updated: chrono::Utc::now(),
+                metadata: options.metadata,
+            };
+            std::fs::create_dir_all(&object_dir)?;
+            std::fs::rename(&staged_for_commit, data_path(&object_dir, meta.generation))?;
+            write_meta(&object_dir, &meta)?;
+            if let Some(old) = live {
+                // Readers that already opened the old data keep reading it (Unix
+                // semantics); new readers follow meta.json to the new generation.
+                let _ = std::fs::remove_file(data_path(&object_dir, old.generation));
+            }
+            Ok(meta)
+        })
+        .await;
+        if committed.is_err() {
+            let _ = tokio::fs::remove_file(&staged).await;
+        }
+        committed
+    }
+
+    async fn get(&self, name: &ObjectName) -> Result<(ObjectMeta, ByteStream)> {
+        let object_dir = self.object_dir(name);
+        // A concurrent overwrite can remove the data between reading meta.json and
+        // opening the file; the second read then finds the newer generation.
+        for _ in 0..3 {
+            let meta = self.head(name).await?;
+            match tokio::fs::File::open(data_path(&object_dir, meta.generation)).await {
+                Ok(file) => {
+                    let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+                    return Ok((meta, Box::pin(stream)));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal(format!("{name}: data kept changing while being opened")))
+    }
+
+    async fn head(&self, name: &ObjectName) -> Result<ObjectMeta> {
+        let object_dir = self.object_dir(name);
+        let meta = tokio::task::spawn_blocking(move || read_meta(&object_dir))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        meta.ok_or_else(|| Error::NotFound(name.to_string()))
+    }
+
+    async fn delete(&self, name: &ObjectName, if_generation_match: Option<i64>) -> Result<()> {
+        let object_dir = self.object_dir(name);
+        let name = name.clone();
+        locked(&self.dir, move || {
+            let live = read_meta(&object_dir)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+            check_generation(&name, if_generation_match, Some(live.generation))?;
+            std::fs::remove_file(object_dir.join("meta.json"))?; // the commit point
+            let _ = std::fs::remove_file(data_path(&object_dir, live.generation));
+            let _ = std::fs::remove_dir(&object_dir); // fails harmlessly if not empty
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let objects = self.dir.join("objects");
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            for fan in std::fs::read_dir(&objects)? {
+                for object_dir in std::fs::read_dir(fan?.path())? {
+                    if let Some(meta) = read_meta(&object_dir?.path())? {
+                        if meta.name.starts_with(&prefix) {
+                            found.push(meta);
+                        }
+                    }
+                }
+            }
+            found.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(found)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+}
+
+pub(crate) fn content_type_or_default(content_type: String) -> String {
+    if content_type.is_empty() { "application/octet-stream".to_string() } else { content_type }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Bucket, stream_from_bytes};
+
+    #[tokio::test]
+    async fn a_failed_upload_leaves_nothing_behind() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let bucket = LocalBucket::open(root.path(), "b-test").await.expect("open");
+        let name = ObjectName::new("half").expect("name");
+        let broken: ByteStream = Box::pin(futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"first half")),
+            Err(std::io::Error::other("client went away")),
+        ]));
+        assert!(bucket.put(&name, broken, PutOptions::default()).await.is_err());
+        assert!(matches!(bucket.head(&name).await, Err(Error::NotFound(_))));
+        let leftovers = std::fs::read_dir(bucket.dir().join("tmp")).expect("tmp").count();
+        assert_eq!(leftovers, 0, "the partial upload must be removed");
+    }
+
+    #[tokio::test]
+    async fn names_never_become_paths() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let bucket = LocalBucket::open(&root.path().join("buckets"), "b-test").await.expect("open");
+        let name = ObjectName::new("..%2F/evil/%2e%2e/x").expect("valid name");
+        bucket.put(&name, stream_from_bytes("x"), PutOptions::default()).await.expect("put");
+        // Everything written lives under the bucket's own folder.
+        for entry in walk(root.path()) {
+            assert!(entry.starts_with(bucket.dir()), "{} escaped", entry.display());
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,90 @@
+//! Object names, validated once at the edge of the system so that everything inside
+//! can trust them.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// A valid object name: UTF-8, 1–1024 bytes, no NUL, CR or LF (Cloud Storage's
+/// rules), and no `.` or `..` path segment, so a name can never climb out of a folder
+/// or be rewritten by URL normalisation on its way to an edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectName(String);
+
+/// The longest name Cloud Storage accepts, in bytes.
+pub const MAX_NAME_BYTES: usize = 1024;
+
+impl ObjectName {
+    /// Validates `name`; the error says which rule it broke.
+    pub fn new(name: impl Into<String>) -> Result<ObjectName> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(Error::InvalidName("name must not be empty".into()));
+        }
+        if name.len() > MAX_NAME_BYTES {
+            return Err(Error::InvalidName(format!(
+                "name is {} bytes; the limit is {MAX_NAME_BYTES}",
+                name.len()
+            )));
+        }
+        if let Some(c) = name.chars().find(|c| matches!(c, '\0' | '\r' | '\n')) {
+            return Err(Error::InvalidName(format!(
+                "name must not contain {:?}",
+                c.escape_default().to_string()
+            )));
+        }
+        if name.split('/').any(|segment| segment == "." || segment == "..") {
+            return Err(Error::InvalidName(format!(
+                "{:?} has a '.' or '..' segment",
+                truncate(&name)
+            )));
+        }
+        Ok(ObjectName(name))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for ObjectName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Keeps error messages short when a name is long.
+fn truncate(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for ok in ["a", "folder/Test.cs", "ünïcødé/名前.txt", "a b+c", "x".repeat(1024).as_str()] {
+            assert!(ObjectName::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_names_that_break_the_rules() {
+        let long = "x".repeat(1025);
+        for bad in ["", ".", "..", "../x", "a/../../b", "a/./b", "a\0b", "a\rb", "a\nb", long.as_str()] {
+            let err = ObjectName::new(bad).expect_err(bad);
+            assert!(matches!(err, Error::InvalidName(_)), "{bad}: {err}");
+        }
+    }
+}

@@ -1,1 +1,77 @@
-//! placeholder
+//! The edge server: serves objects from its region's bucket over HTTPS with a memory
+//! cache, and drops objects when the replicator says they changed.
+//!
+//! - `GET`/`HEAD /{name}`: the object, with Content-Type, Content-Length, ETag,
+//!   Last-Modified, Cache-Control and `X-Cache: HIT | MISS | BYPASS`.
+//! - `POST /_meridian/purge`: drop one object (bearer token, scope `purge`).
+//! - `GET /healthz`.
+//!
+//! # Layout
+//! - `cache`: the byte-bounded object cache and cache status.
+//! - `freshness`: lifetimes from Cache-Control.
+//! - `serve`: the object handler.
+//! - `purge`: the purge handler.
+
+mod cache;
+mod freshness;
+mod purge;
+mod serve;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use meridian_shared::auth::TokenVerifier;
+use meridian_shared::config::EdgeSettings;
+use meridian_shared::server::{self, ServeOptions};
+use meridian_shared::tls::TlsConfig;
+use meridian_shared::Bucket;
+use tokio::net::TcpListener;
+
+pub use cache::{CacheStatus, ObjectCache};
+
+/// Shared state of one edge.
+#[derive(Clone)]
+pub struct EdgeState {
+    region: String,
+    bucket: Arc<dyn Bucket>,
+    cache: ObjectCache,
+    tokens: TokenVerifier,
+    default_lifetime: Duration,
+    stream_threshold: u64,
+}
+
+impl EdgeState {
+    /// An edge of `region` serving `bucket`, accepting purges signed with `jwt_secret`.
+    pub fn new(region: &str, bucket: Arc<dyn Bucket>, settings: &EdgeSettings, jwt_secret: &[u8]) -> EdgeState {
+        EdgeState {
+            region: region.to_string(),
+            bucket,
+            cache: ObjectCache::new(settings.cache_bytes),
+            tokens: TokenVerifier::new(jwt_secret),
+            default_lifetime: Duration::from_secs(settings.default_max_age_seconds),
+            stream_threshold: settings.stream_threshold_bytes,
+        }
+    }
+}
+
+/// The edge router.
+pub fn router(state: EdgeState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/_meridian/purge", post(purge::purge))
+        .route("/{*name}", get(serve::serve_object))
+        .with_state(state)
+}
+
+/// Serves an edge on `listener` (HTTPS when `tls` is given) until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<TlsConfig>,
+    state: EdgeState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    server::serve(listener, router(state), tls, ServeOptions::default(), shutdown).await
+}

@@ -1,1 +1,54 @@
-fn main(){}
+//! `meridian-edge`: one edge server, as run on an edge VM. Serves HTTPS when given a
+//! certificate, plain HTTP otherwise (behind a TLS-terminating load balancer).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Serves objects from one region's bucket with a memory cache.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Region this edge belongs to (its bucket comes from the config).
+    #[arg(long, env = "MERIDIAN_EDGE_REGION")]
+    region: String,
+    /// Deployment config (TOML); the embedded default when absent.
+    #[arg(long, env = "MERIDIAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8443)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "MERIDIAN_EDGE_ADDR", default_value = "0.0.0.0")]
+    addr: std::net::IpAddr,
+    /// PEM certificate chain; with --tls-key, the edge serves HTTPS.
+    #[arg(long, env = "MERIDIAN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "MERIDIAN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    meridian_shared::telemetry::init();
+    meridian_shared::tls::install_crypto_provider();
+    let config = meridian_shared::Config::load(args.config.as_deref())?;
+    let region = config
+        .region(&args.region)
+        .with_context(|| format!("--region: {:?} is not a configured region", args.region))?;
+    let bucket = meridian_shared::storage::open(&config, &region.bucket).await?;
+    let state = meridian_edge::EdgeState::new(&region.name, bucket, &config.edge, &config.auth.secret()?);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(meridian_shared::tls::server_config(&meridian_shared::tls::read_pem_pair(cert, key)?)?)
+        }
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind((args.addr, args.port)).await?;
+    tracing::info!(region = %region.name, addr = %listener.local_addr()?, https = tls.is_some(), "edge listening");
+    meridian_edge::run(listener, tls, state, meridian_shared::function::shutdown_signal()).await?;
+    Ok(())
+}

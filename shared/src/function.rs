@@ -16,6 +16,21 @@ pub fn port_from_env() -> Result<u16> {
     }
 }
 
+/// The whole life of a function binary: init logging, load the config named by
+/// `MERIDIAN_CONFIG` (the embedded default when unset), build the router, serve it.
+pub async fn main<F, Fut>(service: &str, build: F) -> Result<()>
+where
+    F: FnOnce(crate::Config) -> Fut,
+    Fut: std::future::Future<Output = Result<Router>>,
+{
+    crate::telemetry::init();
+    crate::tls::install_crypto_provider();
+    let path = std::env::var_os("MERIDIAN_CONFIG").map(std::path::PathBuf::from);
+    let config = crate::Config::load(path.as_deref())?;
+    let router = build(config).await?;
+    run(service, router).await
+}
+
 /// Binds `0.0.0.0:$PORT` and serves `router` until SIGTERM or Ctrl-C.
 pub async fn run(service: &str, router: Router) -> Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port_from_env()?));

@@ -8,6 +8,7 @@
 //! - [`signing`]: GCS V4 signed URLs (RSA and HMAC), signing and verifying.
 //! - [`events`]: Cloud Storage events (`StorageObjectData`, CloudEvent types).
 //! - [`auth`]: bearer JWTs for publishers and for edge purges.
+//! - [`clock`]: an injectable clock for expiry checks.
 //! - [`tls`]: the development certificate authority and rustls server configs.
 //! - [`server`]: serving a router on a bound listener with limits and graceful shutdown.
 //! - [`telemetry`]: logging, JSON on Cloud Run and human-readable elsewhere.
@@ -15,6 +16,7 @@
 //! - [`error`]: the crate's error type and its one mapping to HTTP status codes.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -28,4 +30,5 @@ pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use clock::Clock;
 pub use storage::{Bucket, ObjectMeta, ObjectName};

@@ -47,7 +47,7 @@ impl Default for ServeOptions {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<crate::tls::TlsConfig>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {

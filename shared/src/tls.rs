@@ -19,6 +19,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// A ready rustls server configuration.
+pub type TlsConfig = Arc<rustls::ServerConfig>;
+
 /// A certificate and its private key, both PEM.
 #[derive(Clone)]
 pub struct PemPair {
@@ -103,7 +106,7 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// A rustls server config (HTTP/2 and HTTP/1.1) from a PEM certificate chain and key.
-pub fn server_config(pair: &PemPair) -> Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(pair: &PemPair) -> Result<TlsConfig> {
     install_crypto_provider();
     let certs = CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
         .collect::<std::result::Result<Vec<_>, _>>()

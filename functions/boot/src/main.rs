@@ -1,1 +1,11 @@
-fn main(){}
+//! `meridian-boot`: the boot function as a Cloud Run service (`$PORT`,
+//! `MERIDIAN_CONFIG`).
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    meridian_shared::function::main("boot", |config| async move {
+        Ok(meridian_boot::router(meridian_boot::BootState::new(&config)))
+    })
+    .await?;
+    Ok(())
+}

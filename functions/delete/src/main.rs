@@ -1,1 +1,12 @@
-fn main(){}
+//! `meridian-delete`: the delete function as a Cloud Run service (`$PORT`,
+//! `MERIDIAN_CONFIG`).
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    meridian_shared::function::main("delete", |config| async move {
+        let bucket = meridian_shared::storage::open(&config, &config.main().bucket).await?;
+        Ok(meridian_delete::router(meridian_delete::DeleteState::new(bucket, &config.auth.secret()?)))
+    })
+    .await?;
+    Ok(())
+}

@@ -1,1 +1,151 @@
-//! placeholder
+//! replicate: turns storage events on the main bucket into copies in every regional
+//! bucket, then tells edges to drop their cached copy.
+//!
+//! `POST /` takes an Eventarc CloudEvent (binary or structured mode) of type
+//! `google.cloud.storage.object.v1.finalized` or `.deleted`. Delivery is
+//! at-least-once and unordered, so applying an event is idempotent and never lets an
+//! older generation replace a newer one. The answer is 2xx only once every regional
+//! bucket holds the result; 5xx when any failed (the platform redelivers); 400 for
+//! events that can never succeed.
+//!
+//! # Layout
+//! - `event`: reading a CloudEvent into a storage change.
+//! - `apply`: bringing one regional bucket in line with the main bucket.
+//! - `purge`: telling edges to drop an object.
+//! - this file: state, router and the handler.
+
+mod apply;
+mod event;
+mod purge;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::future::join_all;
+use meridian_shared::{Bucket, Error, Result};
+use serde::Serialize;
+
+pub use apply::{Outcome, SOURCE_GENERATION_KEY};
+pub use event::StorageChange;
+pub use purge::EdgePurger;
+
+/// Largest event body accepted; storage events are a few kilobytes.
+const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// A regional bucket and the region it belongs to.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// Region name.
+    pub region: String,
+    /// The region's bucket.
+    pub bucket: Arc<dyn Bucket>,
+}
+
+/// Shared state of the replicate service.
+#[derive(Clone)]
+pub struct ReplicateState {
+    main: Arc<dyn Bucket>,
+    replicas: Arc<Vec<Replica>>,
+    purger: EdgePurger,
+}
+
+impl ReplicateState {
+    /// State copying from `main` into `replicas`, purging through `purger`.
+    pub fn new(main: Arc<dyn Bucket>, replicas: Vec<Replica>, purger: EdgePurger) -> ReplicateState {
+        ReplicateState { main, replicas: Arc::new(replicas), purger }
+    }
+
+    /// State for a config: its main bucket, its regional buckets and all its edges.
+    pub async fn from_config(config: &meridian_shared::Config) -> Result<ReplicateState> {
+        let main = meridian_shared::storage::open(config, &config.main().bucket).await?;
+        let mut replicas = Vec::new();
+        for region in config.replica_regions() {
+            let bucket = meridian_shared::storage::open(config, &region.bucket).await?;
+            replicas.push(Replica { region: region.name.clone(), bucket });
+        }
+        let purger = EdgePurger::from_config(config)?;
+        Ok(ReplicateState::new(main, replicas, purger))
+    }
+}
+
+/// What happened to one region.
+#[derive(Debug, Serialize)]
+pub struct RegionReport {
+    /// Region name.
+    pub region: String,
+    /// `copied`, `deleted` or `unchanged`.
+    pub outcome: &'static str,
+}
+
+/// The answer to a successfully applied event.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The CloudEvent id.
+    pub event_id: String,
+    /// Object name.
+    pub name: String,
+    /// Generation the event was about.
+    pub generation: i64,
+    /// Per-region outcome.
+    pub regions: Vec<RegionReport>,
+    /// Edges told to drop the object.
+    pub edges_purged: usize,
+}
+
+/// The replicate router: `POST /` (CloudEvent), `GET /healthz`.
+pub fn router(state: ReplicateState) -> Router {
+    Router::new()
+        .route("/", post(handle_event))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_EVENT_BYTES))
+        .with_state(state)
+}
+
+async fn handle_event(
+    State(state): State<ReplicateState>,
+    event: cloudevents::Event,
+) -> Result<(StatusCode, Json<Report>)> {
+    let change = StorageChange::from_event(&event)?;
+    if change.data.bucket != state.main.name() {
+        return Err(Error::BadRequest(format!(
+            "event is for bucket {:?}; this replicator serves {:?}",
+            change.data.bucket,
+            state.main.name()
+        )));
+    }
+    let outcomes = join_all(
+        state.replicas.iter().map(|replica| apply::apply(&change, state.main.as_ref(), replica.bucket.as_ref())),
+    )
+    .await;
+    let mut regions = Vec::new();
+    let mut failures = Vec::new();
+    for (replica, outcome) in state.replicas.iter().zip(outcomes) {
+        match outcome {
+            Ok(outcome) => regions.push(RegionReport { region: replica.region.clone(), outcome: outcome.as_str() }),
+            Err(e) => failures.push(format!("{}: {e}", replica.region)),
+        }
+    }
+    if !failures.is_empty() {
+        // 503 makes Eventarc redeliver; the regions that succeeded will be no-ops then.
+        tracing::error!(event = %change.event_id, object = %change.name, failures = ?failures, "replication incomplete");
+        return Err(Error::Upstream(format!("replication incomplete in {} regions", failures.len())));
+    }
+    let edges_purged = state.purger.purge(&change.name).await?;
+    tracing::info!(
+        event = %change.event_id, kind = change.kind.as_str(), object = %change.name,
+        generation = change.data.generation, edges_purged, "event applied"
+    );
+    Ok((
+        StatusCode::OK,
+        Json(Report {
+            event_id: change.event_id,
+            name: change.name.to_string(),
+            generation: change.data.generation,
+            regions,
+            edges_purged,
+        }),
+    ))
+}

@@ -1,1 +1,119 @@
-//! placeholder
+//! sign: hands an authorised publisher a V4 signed URL to PUT one object into the
+//! main bucket.
+//!
+//! `POST /v1/uploads {name, content_type}` with a bearer token of scope `publish`
+//! answers `{url, method: "PUT", headers, expires_at}`. The content type is a signed
+//! header, so the upload must carry exactly that `Content-Type`.
+//!
+//! # Layout
+//! - `request`: parsing and validating the request body.
+//! - this file: state, router and the handler.
+
+mod request;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, TimeDelta};
+use meridian_shared::auth::{TokenScope, TokenVerifier};
+use meridian_shared::signing::{self, SignRequest, SigningKey, UrlStyle};
+use meridian_shared::{Clock, Config, Error, Result};
+use serde::Serialize;
+
+pub use request::UploadRequest;
+
+/// Shared state of the sign service.
+#[derive(Clone)]
+pub struct SignState {
+    key: Arc<SigningKey>,
+    tokens: TokenVerifier,
+    bucket: String,
+    scheme: String,
+    authority: String,
+    ttl_seconds: u64,
+    clock: Clock,
+}
+
+impl SignState {
+    /// State from a config: the signing key it names, the main bucket, the endpoint.
+    pub fn from_config(config: &Config, clock: Clock) -> Result<SignState> {
+        let key = match (&config.signing.hmac_access_id, &config.signing.service_account_file) {
+            (Some(access_id), _) => SigningKey::hmac(access_id.clone(), config.signing.hmac_secret()?),
+            (None, Some(path)) => SigningKey::from_service_account_file(path)?,
+            (None, None) => {
+                return Err(Error::Config(
+                    "signing: set hmac_access_id (and hmac_secret) or service_account_file".into(),
+                ));
+            }
+        };
+        let (scheme, authority) = signing::endpoint_parts(&config.signing.endpoint)?;
+        Ok(SignState {
+            key: Arc::new(key),
+            tokens: TokenVerifier::new(&config.auth.secret()?),
+            bucket: config.main().bucket.clone(),
+            scheme,
+            authority,
+            ttl_seconds: config.signing.ttl_seconds,
+            clock,
+        })
+    }
+}
+
+/// The answer to `POST /v1/uploads`.
+#[derive(Debug, Serialize)]
+pub struct UploadTicket {
+    /// The signed URL.
+    pub url: String,
+    /// Always `PUT`.
+    pub method: &'static str,
+    /// Headers the upload must carry exactly.
+    pub headers: BTreeMap<String, String>,
+    /// When the URL stops working (RFC 3339).
+    pub expires_at: DateTime<chrono::Utc>,
+}
+
+/// The sign router: `POST /v1/uploads`, `GET /healthz`.
+pub fn router(state: SignState) -> Router {
+    Router::new()
+        .route("/v1/uploads", post(create_upload))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn create_upload(
+    State(state): State<SignState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<UploadTicket>> {
+    let claims = state.tokens.authorize(&headers, TokenScope::Publish)?;
+    let upload = UploadRequest::parse(&body)?;
+    let now = (state.clock)();
+    let signed_headers = BTreeMap::from([("content-type".to_string(), upload.content_type.clone())]);
+    let signed = signing::sign_url(
+        &state.key,
+        &SignRequest {
+            method: "PUT".into(),
+            bucket: state.bucket.clone(),
+            object: Some(upload.name.to_string()),
+            expires_in: state.ttl_seconds,
+            timestamp: now,
+            headers: signed_headers.clone(),
+            query: Vec::new(),
+            scheme: state.scheme.clone(),
+            authority: state.authority.clone(),
+            style: UrlStyle::Path,
+        },
+    )?;
+    tracing::info!(subject = %claims.sub, object = %upload.name, "signed upload URL");
+    Ok(Json(UploadTicket {
+        url: signed.url,
+        method: "PUT",
+        headers: signed_headers,
+        expires_at: now + TimeDelta::seconds(state.ttl_seconds as i64),
+    }))
+}

@@ -28,7 +28,7 @@ use crate::error::Result;
 pub use gcs::{GcsBucket, GcsClient};
 pub use local::LocalBucket;
 pub use memory::MemoryBucket;
-pub use name::ObjectName;
+pub use name::{EDGE_ADMIN_PREFIX, ObjectName};
 
 /// A stream of object bytes. Errors are I/O errors so that it plugs straight into
 /// HTTP bodies and file writers.

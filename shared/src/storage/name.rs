@@ -11,6 +11,12 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectName(String);
 
+/// Paths an edge answers itself, so no object may be named like them.
+const RESERVED_BY_EDGES: [&str; 2] = ["healthz", "metrics"];
+
+/// Prefix of an edge's administrative endpoints (purge).
+pub const EDGE_ADMIN_PREFIX: &str = "_meridian/";
+
 /// The longest name Cloud Storage accepts, in bytes.
 pub const MAX_NAME_BYTES: usize = 1024;
 
@@ -40,6 +46,18 @@ impl ObjectName {
             )));
         }
         Ok(ObjectName(name))
+    }
+
+    /// Refuses names an edge could not serve because its own endpoints use that path
+    /// (`healthz`, `metrics`, anything under `_meridian/`).
+    pub fn check_servable(&self) -> Result<()> {
+        if RESERVED_BY_EDGES.contains(&self.0.as_str()) || self.0.starts_with(EDGE_ADMIN_PREFIX) {
+            return Err(Error::InvalidName(format!(
+                "{:?} is reserved for edge endpoints (healthz, metrics, {EDGE_ADMIN_PREFIX}*)",
+                truncate(&self.0)
+            )));
+        }
+        Ok(())
     }
 
     /// The name as a string.
@@ -77,6 +95,14 @@ mod tests {
         for ok in ["a", "folder/Test.cs", "ünïcødé/名前.txt", "a b+c", "x".repeat(1024).as_str()] {
             assert!(ObjectName::new(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn edge_endpoints_are_not_servable_names() {
+        for reserved in ["healthz", "metrics", "_meridian/purge"] {
+            assert!(ObjectName::new(reserved).expect("valid").check_servable().is_err(), "{reserved}");
+        }
+        assert!(ObjectName::new("healthz.txt").expect("valid").check_servable().is_ok());
     }
 
     #[test]

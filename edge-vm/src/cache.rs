@@ -1,0 +1,147 @@
+//! The edge's memory cache: whole objects, bounded by a byte budget (moka evicts by
+//! weight), each entry fresh for its own lifetime. Freshness is judged with tokio's
+//! clock so tests can move time without sleeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use meridian_shared::ObjectMeta;
+use tokio::time::Instant;
+
+/// Bytes counted per entry beyond the body (metadata, map overhead), so a flood of
+/// empty objects still respects the budget.
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// One cached object.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Its metadata.
+    pub meta: ObjectMeta,
+    /// Its bytes.
+    pub body: Bytes,
+    /// When it was fetched from the bucket.
+    pub stored_at: Instant,
+    /// How long it stays fresh.
+    pub lifetime: Duration,
+}
+
+impl CachedObject {
+    /// Whether it may still be served at `now`.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.stored_at) < self.lifetime
+    }
+
+    /// Seconds since it was fetched (the `Age` header).
+    pub fn age(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.stored_at).as_secs()
+    }
+}
+
+/// Whether a response came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Fetched from the bucket and stored.
+    Miss,
+    /// Fetched from the bucket and not stored (too large or not cacheable).
+    Bypass,
+}
+
+impl CacheStatus {
+    /// Spelling in the `X-Cache` header and in logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// The object cache.
+#[derive(Clone)]
+pub struct ObjectCache {
+    entries: moka::future::Cache<String, Arc<CachedObject>>,
+    budget: u64,
+}
+
+impl ObjectCache {
+    /// A cache holding at most `budget` bytes.
+    pub fn new(budget: u64) -> ObjectCache {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(budget)
+            .weigher(|_name: &String, object: &Arc<CachedObject>| {
+                u32::try_from(object.body.len() as u64 + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .build();
+        ObjectCache { entries, budget }
+    }
+
+    /// Whether an object of `size` bytes fits the budget at all.
+    pub fn fits(&self, size: u64) -> bool {
+        size + ENTRY_OVERHEAD <= self.budget
+    }
+
+    /// The entry for `name` if it is still fresh at `now`.
+    pub async fn fresh(&self, name: &str, now: Instant) -> Option<Arc<CachedObject>> {
+        self.entries.get(name).await.filter(|entry| entry.is_fresh(now))
+    }
+
+    /// Stores an entry.
+    pub async fn insert(&self, object: CachedObject) -> Arc<CachedObject> {
+        let object = Arc::new(object);
+        self.entries.insert(object.meta.name.clone(), object.clone()).await;
+        object
+    }
+
+    /// Drops `name`.
+    pub async fn remove(&self, name: &str) {
+        self.entries.invalidate(name).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, size: usize, lifetime: Duration) -> CachedObject {
+        CachedObject {
+            meta: ObjectMeta {
+                name: name.into(),
+                size: size as u64,
+                content_type: "application/octet-stream".into(),
+                cache_control: None,
+                md5_hash: String::new(),
+                generation: 1,
+                updated: chrono::Utc::now(),
+                metadata: Default::default(),
+            },
+            body: Bytes::from(vec![0; size]),
+            stored_at: Instant::now(),
+            lifetime,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_go_stale_after_their_lifetime() {
+        let cache = ObjectCache::new(1 << 20);
+        cache.insert(object("a", 10, Duration::from_secs(3600))).await;
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(cache.fresh("a", Instant::now()).await.is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(cache.fresh("a", Instant::now()).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_is_respected() {
+        let cache = ObjectCache::new(10_000);
+        assert!(!cache.fits(10_000));
+        for i in 0..20 {
+            cache.insert(object(&format!("o{i}"), 1000, Duration::from_secs(60))).await;
+        }
+        cache.entries.run_pending_tasks().await;
+        assert!(cache.entries.weighted_size() <= 10_000, "{}", cache.entries.weighted_size());
+    }
+}

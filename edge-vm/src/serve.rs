@@ -1,0 +1,80 @@
+//! `GET`/`HEAD /{name}`: from the cache when fresh, else from the region's bucket.
+//! Objects that fit the cache are read whole and stored; larger ones (or ones whose
+//! Cache-Control forbids storing) are streamed through and never held whole.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use meridian_shared::storage::collect;
+use meridian_shared::{ObjectMeta, ObjectName, Result};
+use tokio::time::Instant;
+
+use crate::EdgeState;
+use crate::cache::{CacheStatus, CachedObject};
+use crate::freshness;
+
+/// Serves one object.
+pub async fn serve_object(State(state): State<EdgeState>, method: Method, Path(name): Path<String>) -> Result<Response> {
+    let name = ObjectName::new(name)?;
+    if let Some(entry) = state.cache.fresh(name.as_str(), Instant::now()).await {
+        let mut headers = object_headers(&entry.meta, CacheStatus::Hit, &state);
+        headers.insert(header::AGE, HeaderValue::from(entry.age(Instant::now())));
+        return Ok(respond(&method, headers, Body::from(entry.body.clone())));
+    }
+    if method == Method::HEAD {
+        let meta = forget_if_missing(&state, &name, state.bucket.head(&name).await).await?;
+        return Ok(respond(&method, object_headers(&meta, CacheStatus::Miss, &state), Body::empty()));
+    }
+    let (meta, stream) = forget_if_missing(&state, &name, state.bucket.get(&name).await).await?;
+    let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
+    let storable = !lifetime.is_zero() && meta.size <= state.stream_threshold && state.cache.fits(meta.size);
+    if !storable {
+        let headers = object_headers(&meta, CacheStatus::Bypass, &state);
+        return Ok(respond(&method, headers, Body::from_stream(stream)));
+    }
+    let body = collect(stream).await?;
+    let entry = state.cache.insert(CachedObject { meta, body, stored_at: Instant::now(), lifetime }).await;
+    let headers = object_headers(&entry.meta, CacheStatus::Miss, &state);
+    Ok(respond(&method, headers, Body::from(entry.body.clone())))
+}
+
+/// A missing object must not linger in the cache either.
+async fn forget_if_missing<T>(state: &EdgeState, name: &ObjectName, result: Result<T>) -> Result<T> {
+    if let Err(meridian_shared::Error::NotFound(_)) = &result {
+        state.cache.remove(name.as_str()).await;
+    }
+    result
+}
+
+fn respond(method: &Method, headers: HeaderMap, body: Body) -> Response {
+    let body = if method == Method::HEAD { Body::empty() } else { body };
+    (StatusCode::OK, headers, body).into_response()
+}
+
+fn object_headers(meta: &ObjectMeta, status: CacheStatus, state: &EdgeState) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let text = |value: &str| HeaderValue::from_str(value).ok();
+    if let Some(v) = text(&meta.content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
+    if let Some(v) = text(&meta.etag()) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Some(v) = text(&httpdate::fmt_http_date(meta.updated.into())) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+    let cache_control = meta
+        .cache_control
+        .clone()
+        .unwrap_or_else(|| format!("public, max-age={}", state.default_lifetime.as_secs()));
+    if let Some(v) = text(&cache_control) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    headers.insert("x-cache", HeaderValue::from_static(status.as_str()));
+    if let Some(v) = text(&state.region) {
+        headers.insert("x-meridian-region", v);
+    }
+    headers
+}

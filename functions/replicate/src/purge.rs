@@ -1,0 +1,65 @@
+//! Telling edges to drop an object: `POST <edge>/_meridian/purge {"name"}` with a
+//! short-lived bearer token of scope `purge`, to every edge at once.
+//!
+//! An edge that refuses the connection holds no cache (it is not running), so that
+//! counts as done; any other failure fails the event so it is redelivered.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use meridian_shared::auth::{self, TokenScope};
+use meridian_shared::{Config, Error, ObjectName, Result};
+
+/// Sends purges to a fixed set of edges.
+#[derive(Clone)]
+pub struct EdgePurger {
+    http: reqwest::Client,
+    edges: Vec<String>,
+    secret: Vec<u8>,
+}
+
+impl EdgePurger {
+    /// Purges `edges` (base URLs) with tokens signed by `secret`; `http` must trust
+    /// the edges' certificates.
+    pub fn new(http: reqwest::Client, edges: Vec<String>, secret: Vec<u8>) -> EdgePurger {
+        EdgePurger { http, edges, secret }
+    }
+
+    /// Every edge of every region in `config`, with a default HTTP client.
+    pub fn from_config(config: &Config) -> Result<EdgePurger> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        let edges = config.regions.iter().flat_map(|r| r.edges.iter().cloned()).collect();
+        Ok(EdgePurger::new(http, edges, config.auth.secret()?))
+    }
+
+    /// Tells every edge to drop `name`; returns how many edges were reached.
+    pub async fn purge(&self, name: &ObjectName) -> Result<usize> {
+        let token = auth::mint(&self.secret, "replicate", &[TokenScope::Purge], auth::unix_now(), Duration::from_secs(60))?;
+        let body = serde_json::json!({ "name": name.as_str() });
+        let sends = self.edges.iter().map(|edge| {
+            let request = self
+                .http
+                .post(format!("{}/_meridian/purge", edge.trim_end_matches('/')))
+                .bearer_auth(&token)
+                .json(&body);
+            async move { (edge, request.send().await) }
+        });
+        let mut reached = 0;
+        for (edge, result) in join_all(sends).await {
+            match result {
+                Ok(response) if response.status().is_success() => reached += 1,
+                Ok(response) => {
+                    return Err(Error::Upstream(format!("edge {edge} refused purge: {}", response.status())));
+                }
+                Err(e) if e.is_connect() => {
+                    tracing::debug!(%edge, "edge not reachable; nothing cached there to purge");
+                }
+                Err(e) => return Err(Error::Upstream(format!("purge at edge {edge}: {e}"))),
+            }
+        }
+        Ok(reached)
+    }
+}

@@ -1,1 +1,21 @@
-//! placeholder
+//! The `meridian` command: the local stack (`meridian up`) and the client commands
+//! (`put`, `get`, `rm`, `edges`).
+//!
+//! # Layout
+//! - [`stack`]: starting and stopping the whole CDN in one process.
+//! - [`gateway`]: the local storage gateway (signed-URL uploads).
+//! - [`notify`]: storage events from the local main bucket to the replicator.
+//! - [`stackfile`]: `stack.json`, how client commands find a running stack.
+//! - [`client`]: the client commands.
+//! - [`error`]: one-line errors.
+
+pub mod client;
+pub mod error;
+pub mod gateway;
+pub mod notify;
+pub mod stack;
+pub mod stackfile;
+
+pub use error::{CliError, Result};
+pub use stack::{Ports, RunningStack, StackOptions};
+pub use stackfile::StackInfo;

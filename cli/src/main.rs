@@ -1,1 +1,159 @@
-fn main(){}
+//! `meridian`: run the CDN on this machine (`up`) and use it (`put`, `get`, `rm`,
+//! `edges`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use meridian_cli::client::{self, Client};
+use meridian_cli::{Ports, StackOptions, stack};
+
+/// Meridian, a multi-region CDN.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Data folder of the local stack (buckets, certificates, secrets).
+    #[arg(long, global = true, env = "MERIDIAN_DATA_DIR", default_value = ".meridian")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole CDN on loopback until Ctrl-C.
+    Up {
+        /// Deployment config (TOML); the 10 default regions when absent.
+        #[arg(long, env = "MERIDIAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// First port: services on BASE..BASE+4, edges from BASE+10.
+        #[arg(long, default_value_t = 7070)]
+        port_base: u16,
+    },
+    /// Upload FILE as NAME (default: the file's name).
+    Put {
+        /// File to upload.
+        file: PathBuf,
+        /// Object name.
+        name: Option<String>,
+    },
+    /// Download NAME from the nearest edge that answers.
+    Get {
+        /// Object name.
+        name: String,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        location: LocationArgs,
+    },
+    /// Delete NAME everywhere.
+    Rm {
+        /// Object name.
+        name: String,
+    },
+    /// Show the edges boot picks for a location.
+    Edges {
+        #[command(flatten)]
+        location: LocationArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct LocationArgs {
+    /// Latitude to ask about (with --lon).
+    #[arg(long, requires = "lon", allow_negative_numbers = true)]
+    lat: Option<f64>,
+    /// Longitude to ask about (with --lat).
+    #[arg(long, requires = "lat", allow_negative_numbers = true)]
+    lon: Option<f64>,
+}
+
+impl LocationArgs {
+    fn pair(&self) -> Option<(f64, f64)> {
+        self.lat.zip(self.lon)
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> meridian_cli::Result<()> {
+    let data_dir = cli.data_dir;
+    match cli.command {
+        Command::Up { config, port_base } => up(data_dir, config, port_base).await,
+        Command::Put { file, name } => {
+            let client = Client::connect(&data_dir).await?;
+            let report = client::put(&client, &file, name.as_deref()).await?;
+            println!(
+                "uploaded {} ({} bytes, {}, generation {}); replicating to every region",
+                report.name, report.size, report.content_type, report.generation
+            );
+            Ok(())
+        }
+        Command::Get { name, output, location } => {
+            let client = Client::connect(&data_dir).await?;
+            let report = client::get(&client, &name, output.as_deref(), location.pair()).await?;
+            eprintln!("{} bytes from {} ({}, X-Cache: {})", report.size, report.region, report.edge, report.cache);
+            Ok(())
+        }
+        Command::Rm { name } => {
+            let client = Client::connect(&data_dir).await?;
+            client::rm(&client, &name).await?;
+            println!("deleted {name}");
+            Ok(())
+        }
+        Command::Edges { location } => {
+            let client = Client::connect(&data_dir).await?;
+            let list = client::edges(&client, location.pair()).await?;
+            println!("client at {:.4}, {:.4} ({})", list.client.lat, list.client.lon, list.client.source);
+            for (i, edge) in list.edges.iter().enumerate() {
+                println!("{:>2}  {:<22} {}", i + 1, edge.region, edge.url);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn up(data_dir: PathBuf, config: Option<PathBuf>, port_base: u16) -> meridian_cli::Result<()> {
+    meridian_shared::telemetry::init();
+    let config = meridian_shared::Config::load(config.as_deref())?;
+    let running = stack::start(StackOptions { data_dir, ports: Ports::Fixed(port_base), config }).await?;
+    print_banner(running.info());
+    meridian_shared::function::shutdown_signal().await;
+    running.stop().await;
+    println!("stopped");
+    Ok(())
+}
+
+fn print_banner(info: &meridian_cli::StackInfo) {
+    let data = info.data_dir.display();
+    println!("Meridian is up. Data: {data}\n");
+    println!("{:<10} {}", "SERVICE", "URL");
+    for (name, url) in [
+        ("boot", &info.boot),
+        ("sign", &info.sign),
+        ("delete", &info.delete),
+        ("replicate", &info.replicate),
+        ("gateway", &info.gateway),
+    ] {
+        println!("{name:<10} {url}");
+    }
+    println!("\n{:<22} {:<16} {}", "REGION", "CITY", "EDGE");
+    for edge in &info.edges {
+        println!("{:<22} {:<16} {}", edge.region, edge.city, edge.url);
+    }
+    let first_edge = info.edges.first().map_or("https://127.0.0.1:7080", |e| e.url.as_str());
+    println!("\nTry, in another terminal:");
+    println!("  echo 'hello, world' > hello.txt");
+    println!("  meridian put hello.txt");
+    println!("  meridian get hello.txt");
+    println!("  curl --cacert {} {first_edge}/hello.txt", info.ca_cert.display());
+    println!("  meridian rm hello.txt");
+    println!("\nCtrl-C stops the stack.");
+}

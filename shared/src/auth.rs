@@ -105,6 +105,14 @@ pub fn mint(secret: &[u8], subject: &str, scopes: &[TokenScope], now_unix: u64, 
         .map_err(|e| Error::Internal(format!("cannot mint token: {e}")))
 }
 
+/// A fresh random secret (32 bytes, hex), for local stacks that make their own keys.
+pub fn generate_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| Error::Internal("no randomness available".into()))?;
+    Ok(hex::encode(bytes))
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -1,0 +1,94 @@
+//! `meridian get NAME [-o FILE]`: ask boot for the nearest edges and try them in
+//! order until one answers. A 404 is an answer; connection failures and 5xx move on.
+
+use std::path::Path;
+
+use futures::StreamExt;
+use meridian_shared::signing::encode_path;
+use tokio::io::AsyncWriteExt;
+
+use super::{Client, check, edges::EdgeList, progress_bar};
+use crate::error::{CliError, Result};
+
+/// Where an object came from.
+#[derive(Debug)]
+pub struct GetReport {
+    /// Bytes received.
+    pub size: u64,
+    /// Region of the edge that answered.
+    pub region: String,
+    /// That edge.
+    pub edge: String,
+    /// Its `X-Cache` header.
+    pub cache: String,
+}
+
+/// Downloads `name` into `output` (stdout when `None`). `location` is an optional
+/// (lat, lon) to ask boot about.
+pub async fn get(client: &Client, name: &str, output: Option<&Path>, location: Option<(f64, f64)>) -> Result<GetReport> {
+    let edges = EdgeList::fetch(client, location).await?;
+    let mut tried = Vec::new();
+    for edge in &edges.edges {
+        let url = format!("{}/{}", edge.url.trim_end_matches('/'), encode_path(name));
+        let response = match client.http.get(&url).send().await {
+            Ok(response) if response.status().is_server_error() => {
+                tried.push(format!("{}: {}", edge.url, response.status()));
+                continue;
+            }
+            Ok(response) => response,
+            Err(e) => {
+                tried.push(format!("{}: {}", edge.url, e));
+                continue;
+            }
+        };
+        let response = check("edge", response).await?;
+        let cache = response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+        let size = write_body(response, name, output).await?;
+        return Ok(GetReport { size, region: edge.region.clone(), edge: edge.url.clone(), cache });
+    }
+    Err(CliError::NoEdgeAnswered { name: name.to_string(), tried: tried.join("; ") })
+}
+
+/// Streams the body to `output` through a temporary sibling file (renamed when
+/// complete, so a failed download never leaves a partial file), or to stdout.
+async fn write_body(response: reqwest::Response, name: &str, output: Option<&Path>) -> Result<u64> {
+    let bar = progress_bar(response.content_length().unwrap_or(0), format!("get {name}"));
+    let mut stream = response.bytes_stream();
+    let mut written = 0u64;
+    match output {
+        Some(path) => {
+            let tmp = path.with_file_name(format!(
+                ".{}.part",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ));
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let copied = async {
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    file.write_all(&chunk).await?;
+                    written += chunk.len() as u64;
+                    bar.inc(chunk.len() as u64);
+                }
+                file.flush().await?;
+                Ok::<_, CliError>(())
+            }
+            .await;
+            if let Err(e) = copied {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+            tokio::fs::rename(&tmp, path).await?;
+        }
+        None => {
+            let mut stdout = tokio::io::stdout();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                stdout.write_all(&chunk).await?;
+                written += chunk.len() as u64;
+            }
+            stdout.flush().await?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(written)
+}

@@ -1,0 +1,224 @@
+//! `meridian up`: the whole CDN in one process — boot, sign, delete, replicate, the
+//! storage gateway and one HTTPS edge per region, each on its own loopback port —
+//! composed from the same libraries that deploy to Google Cloud.
+//!
+//! Everything persistent lives in the data folder: buckets, the development CA,
+//! generated secrets and `stack.json`. Starting again on the same folder keeps it all.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use meridian_boot::BootState;
+use meridian_delete::DeleteState;
+use meridian_edge::EdgeState;
+use meridian_replicate::{EdgePurger, Replica, ReplicateState};
+use meridian_shared::config::Backend;
+use meridian_shared::server::{self, ServeOptions};
+use meridian_shared::signing::SigningKey;
+use meridian_shared::tls::{DevCa, TlsConfig};
+use meridian_shared::{Bucket, Config, auth, clock, storage};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{CliError, Result};
+use crate::gateway::{self, GatewayState};
+use crate::notify::{EventNotifier, NotifyingBucket};
+use crate::stackfile::{EdgeInfo, StackInfo};
+
+/// The HMAC access id of the local stack's signing key.
+const LOCAL_ACCESS_ID: &str = "meridian-local";
+
+/// Which ports to listen on.
+#[derive(Debug, Clone, Copy)]
+pub enum Ports {
+    /// Services on base..base+4 (boot, sign, delete, replicate, gateway) and edges on
+    /// base+10.., in region order: stable, so commands can be written down.
+    Fixed(u16),
+    /// Whatever the OS gives (tests).
+    Ephemeral,
+}
+
+/// How to start a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Ports.
+    pub ports: Ports,
+    /// Regions, storage backend and settings; edges, secrets and the signing endpoint
+    /// are filled in by the stack.
+    pub config: Config,
+}
+
+/// A running stack. Dropping it without [`RunningStack::stop`] leaves tasks running
+/// until the runtime ends.
+pub struct RunningStack {
+    info: StackInfo,
+    config: Config,
+    shutdown: CancellationToken,
+    tasks: JoinSet<std::io::Result<()>>,
+}
+
+impl RunningStack {
+    /// Where everything listens.
+    pub fn info(&self) -> &StackInfo {
+        &self.info
+    }
+
+    /// The effective configuration (edges, secrets and endpoints filled in).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Stops every service, letting in-flight requests finish, and removes `stack.json`.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while let Some(result) = self.tasks.join_next().await {
+            if let Ok(Err(e)) = result {
+                tracing::warn!(cause = %e, "service stopped with an error");
+            }
+        }
+        self.info.remove();
+    }
+}
+
+/// Starts a stack.
+pub async fn start(options: StackOptions) -> Result<RunningStack> {
+    meridian_shared::tls::install_crypto_provider();
+    let data_dir = options.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)?;
+    let secrets = LocalSecrets::load_or_create(&data_dir)?;
+    let ca = DevCa::load_or_create(&data_dir)?;
+
+    let mut config = options.config;
+    let port = |offset: u16| match options.ports {
+        Ports::Fixed(base) => base + offset,
+        Ports::Ephemeral => 0,
+    };
+    let boot = bind(port(0)).await?;
+    let sign = bind(port(1)).await?;
+    let delete = bind(port(2)).await?;
+    let replicate = bind(port(3)).await?;
+    let gateway = bind(port(4)).await?;
+    let mut edges = Vec::new();
+    for (i, region) in config.regions.iter_mut().enumerate() {
+        let listener = bind(port(10 + i as u16)).await?;
+        region.edges = vec![format!("https://{}", listener.local_addr()?)];
+        edges.push(listener);
+    }
+    let url = |l: &TcpListener| l.local_addr().map(|a| format!("http://{a}"));
+    if config.storage.backend == Backend::Local {
+        config.storage.root = data_dir.join("buckets");
+    }
+    config.auth.jwt_secret = Some(secrets.jwt.clone());
+    config.auth.jwt_secret_file = None;
+    config.signing.hmac_access_id = Some(LOCAL_ACCESS_ID.to_string());
+    config.signing.hmac_secret = Some(secrets.hmac.clone());
+    config.signing.hmac_secret_file = None;
+    config.signing.service_account_file = None;
+    config.signing.endpoint = url(&gateway)?;
+    config.validate()?;
+
+    let info = StackInfo {
+        pid: std::process::id(),
+        data_dir: data_dir.clone(),
+        ca_cert: DevCa::cert_path(&data_dir),
+        boot: url(&boot)?,
+        sign: url(&sign)?,
+        delete: url(&delete)?,
+        replicate: url(&replicate)?,
+        gateway: url(&gateway)?,
+        edges: config
+            .regions
+            .iter()
+            .map(|r| EdgeInfo { region: r.name.clone(), city: r.city.clone(), url: r.edges[0].clone() })
+            .collect(),
+    };
+
+    let jwt_secret = config.auth.secret()?;
+    let http = trusting_client(&ca)?;
+    let main_bucket = storage::open(&config, &config.main().bucket).await?;
+    let notifier = EventNotifier::new(http.clone(), info.replicate.clone());
+    let notifying_main: Arc<dyn Bucket> = Arc::new(NotifyingBucket::new(main_bucket.clone(), notifier));
+    let mut replicas = Vec::new();
+    for region in config.replica_regions() {
+        replicas.push(Replica { region: region.name.clone(), bucket: storage::open(&config, &region.bucket).await? });
+    }
+    let edge_urls = config.regions.iter().flat_map(|r| r.edges.clone()).collect();
+    let signing_key = Arc::new(SigningKey::hmac(LOCAL_ACCESS_ID, config.signing.hmac_secret()?));
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut spawn = |listener: TcpListener, router: Router, tls: Option<TlsConfig>| {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            server::serve(listener, router, tls, ServeOptions::default(), shutdown.cancelled_owned()).await
+        });
+    };
+    spawn(boot, meridian_boot::router(BootState::new(&config)), None);
+    spawn(sign, meridian_sign::router(meridian_sign::SignState::from_config(&config, clock::system())?), None);
+    spawn(delete, meridian_delete::router(DeleteState::new(notifying_main.clone(), &jwt_secret)), None);
+    let purger = EdgePurger::new(http, edge_urls, jwt_secret.clone());
+    spawn(replicate, meridian_replicate::router(ReplicateState::new(main_bucket, replicas, purger)), None);
+    spawn(gateway, gateway::router(GatewayState::new(signing_key, notifying_main, clock::system())), None);
+    for (region, listener) in config.regions.iter().zip(edges) {
+        let bucket = storage::open(&config, &region.bucket).await?;
+        let state = EdgeState::new(&region.name, bucket, &config.edge, &jwt_secret);
+        let tls = meridian_shared::tls::server_config(&ca.issue_localhost()?)?;
+        spawn(listener, meridian_edge::router(state), Some(tls));
+    }
+
+    info.write()?;
+    Ok(RunningStack { info, config, shutdown, tasks })
+}
+
+async fn bind(port: u16) -> Result<TcpListener> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(addr).await.map_err(|cause| CliError::PortInUse { addr: addr.to_string(), cause })
+}
+
+/// An HTTP client that trusts only the development CA (for talking to local edges).
+pub fn trusting_client(ca: &DevCa) -> Result<reqwest::Client> {
+    let cert = reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?;
+    Ok(reqwest::Client::builder().tls_certs_only([cert]).timeout(Duration::from_secs(30)).build()?)
+}
+
+/// Secrets a local stack makes for itself on first start, kept (owner-only) in the
+/// data folder so a restart keeps tokens and URLs valid.
+pub struct LocalSecrets {
+    /// HS256 secret for bearer tokens.
+    pub jwt: String,
+    /// HMAC secret for signed URLs.
+    pub hmac: String,
+}
+
+impl LocalSecrets {
+    /// The folder holding the secrets.
+    pub fn dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("secrets")
+    }
+
+    /// Loads the secrets, creating any that are missing.
+    pub fn load_or_create(data_dir: &Path) -> Result<LocalSecrets> {
+        let dir = LocalSecrets::dir(data_dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(LocalSecrets { jwt: secret_file(&dir.join("jwt-secret"))?, hmac: secret_file(&dir.join("hmac-secret"))? })
+    }
+}
+
+fn secret_file(path: &Path) -> Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(existing.trim().to_string());
+    }
+    let secret = auth::generate_secret()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, secret.as_bytes())?;
+    Ok(secret)
+}

@@ -100,6 +100,18 @@ impl ObjectCache {
     pub async fn remove(&self, name: &str) {
         self.entries.invalidate(name).await;
     }
+
+    /// Drops `name` unless its copy comes from main-bucket generation `older_than` or
+    /// newer (always when `older_than` is `None`). Returns whether it dropped one.
+    pub async fn remove_older(&self, name: &str, older_than: Option<i64>) -> bool {
+        let Some(entry) = self.entries.get(name).await else { return false };
+        let source = entry.meta.copied_from_generation().unwrap_or(entry.meta.generation);
+        if older_than.is_some_and(|limit| source >= limit) {
+            return false;
+        }
+        self.entries.invalidate(name).await;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +143,18 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3599)).await;
         assert!(cache.fresh("a", Instant::now()).await.is_some());
         tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(cache.fresh("a", Instant::now()).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn purges_keep_copies_at_least_as_new_as_asked() {
+        let cache = ObjectCache::new(1 << 20);
+        let mut copy = object("a", 10, Duration::from_secs(60));
+        copy.meta.metadata.insert(meridian_shared::storage::SOURCE_GENERATION_KEY.into(), "7".into());
+        cache.insert(copy).await;
+        assert!(!cache.remove_older("a", Some(7)).await, "a copy of generation 7 is not older than 7");
+        assert!(cache.fresh("a", Instant::now()).await.is_some());
+        assert!(cache.remove_older("a", Some(8)).await);
         assert!(cache.fresh("a", Instant::now()).await.is_none());
     }
 

@@ -1,5 +1,6 @@
-//! `POST /_meridian/purge {"name"}`: drops an object from this edge's cache. Needs a
-//! bearer token of scope `purge` (the replicator mints one).
+//! `POST /_meridian/purge {"name", "older_than"?}`: drops an object from this edge's
+//! cache — only a copy from a main-bucket generation older than `older_than` when
+//! that is given. Needs a bearer token of scope `purge` (the replicator mints one).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,6 +14,8 @@ use crate::EdgeState;
 #[derive(Deserialize)]
 struct PurgeRequest {
     name: String,
+    #[serde(default)]
+    older_than: Option<i64>,
 }
 
 /// Drops one object from the cache; 204 whether or not it was cached.
@@ -21,7 +24,7 @@ pub async fn purge(State(state): State<EdgeState>, headers: HeaderMap, body: Byt
     let request: PurgeRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::BadRequest(format!("body must be JSON {{name}}: {e}")))?;
     let name = ObjectName::new(request.name)?;
-    state.cache.remove(name.as_str()).await;
-    tracing::debug!(object = %name, "purged");
+    let dropped = state.cache.remove_older(name.as_str(), request.older_than).await;
+    tracing::debug!(object = %name, dropped, "purge");
     Ok(StatusCode::NO_CONTENT)
 }

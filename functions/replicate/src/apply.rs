@@ -6,13 +6,10 @@
 //! racing each other cannot interleave; the loser re-reads and re-decides.
 
 use meridian_shared::events::StorageEventKind;
-use meridian_shared::storage::PutOptions;
+use meridian_shared::storage::{PutOptions, SOURCE_GENERATION_KEY};
 use meridian_shared::{Bucket, Error, ObjectMeta, Result};
 
 use crate::StorageChange;
-
-/// Custom metadata key holding the main-bucket generation a copy came from.
-pub const SOURCE_GENERATION_KEY: &str = "meridian-source-generation";
 
 /// How many times to re-decide after losing a race with a concurrent delivery.
 const MAX_ATTEMPTS: usize = 5;
@@ -54,9 +51,10 @@ pub async fn apply(change: &StorageChange, main: &dyn Bucket, replica: &dyn Buck
     Err(Error::Upstream(format!("{}: kept racing concurrent updates", change.name)))
 }
 
-/// The main-bucket generation a regional copy holds (0 if it does not say).
+/// The main-bucket generation a regional copy holds (0 if it does not say, so a
+/// copy of unknown origin is always replaced).
 fn source_generation(meta: &ObjectMeta) -> i64 {
-    meta.metadata.get(SOURCE_GENERATION_KEY).and_then(|g| g.parse().ok()).unwrap_or(0)
+    meta.copied_from_generation().unwrap_or(0)
 }
 
 async fn head_if_present(bucket: &dyn Bucket, name: &meridian_shared::ObjectName) -> Result<Option<ObjectMeta>> {

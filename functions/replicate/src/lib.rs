@@ -25,10 +25,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::future::join_all;
+use meridian_shared::events::StorageEventKind;
 use meridian_shared::{Bucket, Error, Result};
 use serde::Serialize;
 
-pub use apply::{Outcome, SOURCE_GENERATION_KEY};
+pub use apply::Outcome;
+pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use event::StorageChange;
 pub use purge::EdgePurger;
 
@@ -133,7 +135,13 @@ async fn handle_event(
         tracing::error!(event = %change.event_id, object = %change.name, failures = ?failures, "replication incomplete");
         return Err(Error::Upstream(format!("replication incomplete in {} regions", failures.len())));
     }
-    let edges_purged = state.purger.purge(&change.name).await?;
+    // Edges keep copies at least as new as the event's generation (they fetched the
+    // new object already); for a deletion, the deleted generation goes too.
+    let older_than = match change.kind {
+        StorageEventKind::Finalized => change.data.generation,
+        StorageEventKind::Deleted => change.data.generation.saturating_add(1),
+    };
+    let edges_purged = state.purger.purge(&change.name, older_than).await?;
     tracing::info!(
         event = %change.event_id, kind = change.kind.as_str(), object = %change.name,
         generation = change.data.generation, edges_purged, "event applied"

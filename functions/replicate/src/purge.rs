@@ -1,5 +1,7 @@
-//! Telling edges to drop an object: `POST <edge>/_meridian/purge {"name"}` with a
-//! short-lived bearer token of scope `purge`, to every edge at once.
+//! Telling edges to drop an object: `POST <edge>/_meridian/purge {"name",
+//! "older_than"}` with a short-lived bearer token of scope `purge`, to every edge at
+//! once. Edges drop their copy only if it comes from a main-bucket generation older
+//! than `older_than`, so an edge that already fetched the new object keeps it.
 //!
 //! An edge that refuses the connection holds no cache (it is not running), so that
 //! counts as done; any other failure fails the event so it is redelivered.
@@ -35,10 +37,11 @@ impl EdgePurger {
         Ok(EdgePurger::new(http, edges, config.auth.secret()?))
     }
 
-    /// Tells every edge to drop `name`; returns how many edges were reached.
-    pub async fn purge(&self, name: &ObjectName) -> Result<usize> {
+    /// Tells every edge to drop copies of `name` older than generation `older_than`;
+    /// returns how many edges were reached.
+    pub async fn purge(&self, name: &ObjectName, older_than: i64) -> Result<usize> {
         let token = auth::mint(&self.secret, "replicate", &[TokenScope::Purge], auth::unix_now(), Duration::from_secs(60))?;
-        let body = serde_json::json!({ "name": name.as_str() });
+        let body = serde_json::json!({ "name": name.as_str(), "older_than": older_than });
         let sends = self.edges.iter().map(|edge| {
             let request = self
                 .http

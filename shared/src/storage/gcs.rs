@@ -188,6 +188,13 @@ impl super::Bucket for GcsBucket {
     }
 
     async fn delete(&self, name: &ObjectName, if_generation_match: Option<i64>) -> Result<()> {
+        // Cloud Storage enforces ifGenerationMatch atomically; fake-gcs-server ignores
+        // it on deletes (v1.54), so check it here too. Against real Cloud Storage this
+        // only turns a lost race into the same 412 a little earlier.
+        if let Some(expected) = if_generation_match {
+            let live = self.head(name).await?;
+            super::check_generation(name, Some(expected), Some(live.generation))?;
+        }
         let request = DeleteObjectRequest {
             bucket: self.name.clone(),
             object: name.to_string(),

@@ -71,7 +71,16 @@ pub struct ObjectMeta {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Custom metadata key on a regional copy: the main-bucket generation it was copied
+/// from (a regional bucket assigns generations of its own).
+pub const SOURCE_GENERATION_KEY: &str = "meridian-source-generation";
+
 impl ObjectMeta {
+    /// For a regional copy, the main-bucket generation it was copied from.
+    pub fn copied_from_generation(&self) -> Option<i64> {
+        self.metadata.get(SOURCE_GENERATION_KEY).and_then(|g| g.parse().ok())
+    }
+
     /// A strong ETag derived from the content, so every region's copy of the same
     /// bytes has the same tag.
     pub fn etag(&self) -> String {

@@ -1,0 +1,118 @@
+//! The whole local stack in-process, every listener on port 0, data in a temporary
+//! folder, plus clients that trust its development CA and hold valid tokens.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meridian_cli::stack::{self, LocalSecrets, trusting_client};
+use meridian_cli::{Ports, RunningStack, StackOptions};
+use meridian_shared::auth::{self, TokenScope};
+use meridian_shared::tls::DevCa;
+use meridian_shared::Config;
+
+/// A running stack and what tests need to talk to it.
+pub struct TestStack {
+    /// The stack.
+    pub stack: RunningStack,
+    /// HTTP client trusting the stack's CA.
+    pub http: reqwest::Client,
+    /// Valid publisher token.
+    pub token: String,
+    /// The folder holding the data folder (so tests can check nothing lands beside it).
+    pub parent: tempfile::TempDir,
+}
+
+impl TestStack {
+    /// Starts a stack with the default ten regions.
+    pub async fn start() -> TestStack {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let data_dir = parent.path().join("data");
+        let stack = stack::start(StackOptions { data_dir: data_dir.clone(), ports: Ports::Ephemeral, config: Config::default() })
+            .await
+            .expect("stack starts");
+        let http = trusting_client(&DevCa::load_or_create(&data_dir).expect("ca")).expect("client");
+        let token = auth::mint(
+            TestStack::jwt_secret_of(&data_dir).as_bytes(),
+            "tests",
+            &[TokenScope::Publish],
+            auth::unix_now(),
+            Duration::from_secs(600),
+        )
+        .expect("token");
+        TestStack { stack, http, token, parent }
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.stack.info().data_dir.clone()
+    }
+
+    /// The stack's token secret.
+    pub fn jwt_secret_of(data_dir: &Path) -> String {
+        LocalSecrets::load_or_create(data_dir).expect("secrets").jwt
+    }
+
+    /// The stack's signed-URL HMAC secret.
+    pub fn hmac_secret(&self) -> String {
+        LocalSecrets::load_or_create(&self.data_dir()).expect("secrets").hmac
+    }
+
+    /// Asks sign for an upload URL; returns the response.
+    pub async fn sign(&self, name: &str, content_type: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/uploads", self.stack.info().sign))
+            .json(&serde_json::json!({"name": name, "content_type": content_type}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("sign answers")
+    }
+
+    /// Asks sign for an upload URL and returns `(url, content_type)`.
+    pub async fn ticket(&self, name: &str, content_type: &str) -> String {
+        let response = self.sign(name, content_type, Some(&self.token)).await;
+        assert_eq!(response.status(), 200, "sign refused: {}", response.text().await.unwrap_or_default());
+        let ticket: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(ticket["method"], "PUT");
+        assert_eq!(ticket["headers"]["content-type"], content_type);
+        ticket["url"].as_str().expect("url").to_string()
+    }
+
+    /// PUTs `body` to a signed URL.
+    pub async fn upload(&self, url: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http.put(url).header("content-type", content_type).body(body).send().await.expect("gateway answers")
+    }
+
+    /// Every bucket of the stack (main first).
+    pub fn bucket_names(&self) -> Vec<String> {
+        self.stack.config().regions.iter().map(|r| r.bucket.clone()).collect()
+    }
+
+    /// Whether any bucket holds `name`.
+    pub async fn buckets_holding(&self, name: &str) -> Vec<String> {
+        let root = self.stack.config().storage.root.clone();
+        let object = meridian_shared::ObjectName::new(name).expect("name");
+        let mut holding = Vec::new();
+        for bucket_name in self.bucket_names() {
+            let bucket = meridian_shared::storage::LocalBucket::open(&root, &bucket_name).await.expect("open");
+            if meridian_shared::Bucket::head(&bucket, &object).await.is_ok() {
+                holding.push(bucket_name);
+            }
+        }
+        holding
+    }
+}
+
+/// Every path under `dir`, recursively.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(all_files(&path));
+        }
+        found.push(path);
+    }
+    found
+}

@@ -19,7 +19,9 @@ where
     loop {
         match check().await {
             Ok(()) => return,
-            Err(last) if Instant::now() >= deadline => panic!("{what} not true within {PROPAGATION:?}: {last}"),
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what} not true within {PROPAGATION:?}: {last}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -32,8 +34,15 @@ async fn five_mib_object_reaches_every_edge_and_its_deletion_reaches_every_cache
     let body = pseudo_random_bytes(5 * 1024 * 1024, 42);
 
     let url = stack.ticket(name, "application/octet-stream").await;
-    let uploaded = stack.upload(&url, "application/octet-stream", body.clone()).await;
-    assert_eq!(uploaded.status(), 200, "{}", uploaded.text().await.unwrap_or_default());
+    let uploaded = stack
+        .upload(&url, "application/octet-stream", body.clone())
+        .await;
+    assert_eq!(
+        uploaded.status(),
+        200,
+        "{}",
+        uploaded.text().await.unwrap_or_default()
+    );
 
     let edges = stack.stack.info().edges.clone();
     assert_eq!(edges.len(), 10);
@@ -58,21 +67,37 @@ async fn five_mib_object_reaches_every_edge_and_its_deletion_reaches_every_cache
     }
 
     for edge in &edges {
-        let response = stack.http.get(object_url(&edge.url)).send().await.expect("edge answers");
+        let response = stack
+            .http
+            .get(object_url(&edge.url))
+            .send()
+            .await
+            .expect("edge answers");
         assert_eq!(response.status(), 200);
         let headers = response.headers().clone();
-        assert_eq!(headers["x-cache"], "HIT", "{}: a repeated GET is a cache hit", edge.region);
+        assert_eq!(
+            headers["x-cache"], "HIT",
+            "{}: a repeated GET is a cache hit",
+            edge.region
+        );
         assert_eq!(headers["content-type"], "application/octet-stream");
         assert_eq!(headers["content-length"], body.len().to_string().as_str());
         assert_eq!(headers["cache-control"], "public, max-age=3600");
         assert!(headers.contains_key("etag") && headers.contains_key("last-modified"));
         assert!(response.bytes().await.expect("body").as_ref() == body.as_slice());
     }
-    assert_eq!(stack.buckets_holding(name).await.len(), 10, "main bucket and all 9 regional buckets");
+    assert_eq!(
+        stack.buckets_holding(name).await.len(),
+        10,
+        "main bucket and all 9 regional buckets"
+    );
 
     let deleted = stack
         .http
-        .delete(format!("{}/v1/objects/media/video%20segment%201.bin", stack.stack.info().delete))
+        .delete(format!(
+            "{}/v1/objects/media/video%20segment%201.bin",
+            stack.stack.info().delete
+        ))
         .bearer_auth(&stack.token)
         .send()
         .await
@@ -84,20 +109,31 @@ async fn five_mib_object_reaches_every_edge_and_its_deletion_reaches_every_cache
             let request = stack.http.get(object_url(&edge.url));
             async move {
                 let status = request.send().await.map_err(|e| e.to_string())?.status();
-                if status == 404 { Ok(()) } else { Err(format!("status {status}")) }
+                if status == 404 {
+                    Ok(())
+                } else {
+                    Err(format!("status {status}"))
+                }
             }
         })
         .await;
     }
     eventually("no bucket holds the object", || async {
         let holding = stack.buckets_holding(name).await;
-        if holding.is_empty() { Ok(()) } else { Err(format!("still in {holding:?}")) }
+        if holding.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still in {holding:?}"))
+        }
     })
     .await;
 
     let again = stack
         .http
-        .delete(format!("{}/v1/objects/media/video%20segment%201.bin", stack.stack.info().delete))
+        .delete(format!(
+            "{}/v1/objects/media/video%20segment%201.bin",
+            stack.stack.info().delete
+        ))
         .bearer_auth(&stack.token)
         .send()
         .await
@@ -110,19 +146,45 @@ async fn five_mib_object_reaches_every_edge_and_its_deletion_reaches_every_cache
 async fn edge_answers_head_and_404_and_refuses_bad_names() {
     let stack = TestStack::start().await;
     let url = stack.ticket("note.txt", "text/plain; charset=utf-8").await;
-    assert_eq!(stack.upload(&url, "text/plain; charset=utf-8", b"hi".to_vec()).await.status(), 200);
+    assert_eq!(
+        stack
+            .upload(&url, "text/plain; charset=utf-8", b"hi".to_vec())
+            .await
+            .status(),
+        200
+    );
     let madrid = stack.stack.info().edges[0].url.clone();
 
-    let head = stack.http.head(format!("{madrid}/note.txt")).send().await.expect("head");
+    let head = stack
+        .http
+        .head(format!("{madrid}/note.txt"))
+        .send()
+        .await
+        .expect("head");
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], "2");
     assert_eq!(head.headers()["content-type"], "text/plain; charset=utf-8");
 
-    let missing = stack.http.get(format!("{madrid}/nothing-here")).send().await.expect("get");
+    let missing = stack
+        .http
+        .get(format!("{madrid}/nothing-here"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(missing.status(), 404);
-    let bad = stack.http.get(format!("{madrid}/nul%00byte")).send().await.expect("get");
+    let bad = stack
+        .http
+        .get(format!("{madrid}/nul%00byte"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(bad.status(), 400);
-    let health = stack.http.get(format!("{madrid}/healthz")).send().await.expect("healthz");
+    let health = stack
+        .http
+        .get(format!("{madrid}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(health.status(), 200);
     stack.stack.stop().await;
 }
@@ -140,17 +202,37 @@ async fn boot_lists_the_nearest_region_first_with_fallbacks() {
         .json()
         .await
         .expect("json");
-    let regions: Vec<&str> = tokyo["edges"].as_array().expect("edges").iter().filter_map(|e| e["region"].as_str()).collect();
-    assert_eq!(regions, ["asia-northeast1", "asia-south1", "australia-southeast1"]);
+    let regions: Vec<&str> = tokyo["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["region"].as_str())
+        .collect();
+    assert_eq!(
+        regions,
+        ["asia-northeast1", "asia-south1", "australia-southeast1"]
+    );
     assert_eq!(tokyo["client"]["source"], "query");
 
-    let default: serde_json::Value =
-        stack.http.get(format!("{boot}/v1/edges")).send().await.expect("boot").json().await.expect("json");
+    let default: serde_json::Value = stack
+        .http
+        .get(format!("{boot}/v1/edges"))
+        .send()
+        .await
+        .expect("boot")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(default["client"]["source"], "default");
     assert_eq!(default["edges"][0]["region"], "europe-southwest1");
     assert_eq!(default["ttl_seconds"], 60);
 
-    let bad = stack.http.get(format!("{boot}/v1/edges?lat=100&lon=0")).send().await.expect("boot");
+    let bad = stack
+        .http
+        .get(format!("{boot}/v1/edges?lat=100&lon=0"))
+        .send()
+        .await
+        .expect("boot");
     assert_eq!(bad.status(), 400);
     let text = bad.text().await.expect("body");
     assert!(text.contains("lat"), "{text}");

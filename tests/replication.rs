@@ -27,37 +27,67 @@ struct Replicator {
 impl Replicator {
     async fn start() -> Replicator {
         let main = Arc::new(MemoryBucket::new(SAMPLE_BUCKET));
-        let replicas: Vec<Arc<MemoryBucket>> =
-            (0..9).map(|i| Arc::new(MemoryBucket::new(&format!("regional-{i}")))).collect();
+        let replicas: Vec<Arc<MemoryBucket>> = (0..9)
+            .map(|i| Arc::new(MemoryBucket::new(&format!("regional-{i}"))))
+            .collect();
         let state = ReplicateState::new(
             main.clone(),
             replicas
                 .iter()
                 .enumerate()
-                .map(|(i, b)| Replica { region: format!("region-{i}"), bucket: b.clone() as Arc<dyn Bucket> })
+                .map(|(i, b)| Replica {
+                    region: format!("region-{i}"),
+                    bucket: b.clone() as Arc<dyn Bucket>,
+                })
                 .collect(),
-            EdgePurger::new(reqwest::Client::new(), Vec::new(), b"0123456789abcdef0123456789abcdef".to_vec()),
+            EdgePurger::new(
+                reqwest::Client::new(),
+                Vec::new(),
+                b"0123456789abcdef0123456789abcdef".to_vec(),
+            ),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}/", listener.local_addr().expect("addr"));
         let stop = CancellationToken::new();
         let shutdown = stop.clone().cancelled_owned();
-        tokio::spawn(server::serve(listener, meridian_replicate::router(state), None, ServeOptions::default(), shutdown));
-        Replicator { url, main, replicas, http: reqwest::Client::new(), stop }
+        tokio::spawn(server::serve(
+            listener,
+            meridian_replicate::router(state),
+            None,
+            ServeOptions::default(),
+            shutdown,
+        ));
+        Replicator {
+            url,
+            main,
+            replicas,
+            http: reqwest::Client::new(),
+            stop,
+        }
     }
 
     async fn write_main(&self, body: &str) -> ObjectMeta {
         let name = ObjectName::new(SAMPLE_OBJECT).expect("name");
-        let options = PutOptions { content_type: "text/plain".into(), ..PutOptions::default() };
-        self.main.put(&name, storage::stream_from_bytes(body.to_string()), options).await.expect("put")
+        let options = PutOptions {
+            content_type: "text/plain".into(),
+            ..PutOptions::default()
+        };
+        self.main
+            .put(&name, storage::stream_from_bytes(body.to_string()), options)
+            .await
+            .expect("put")
     }
 
     /// Posts a binary-mode event built from Google's sample, with `generation`.
     async fn deliver_binary(&self, sample: &str, generation: i64) -> reqwest::StatusCode {
-        let headers = std::fs::read_to_string(testdata(&format!("eventarc/{sample}.headers"))).expect("headers");
-        let mut body: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(testdata(&format!("eventarc/{sample}.json"))).expect("body"))
-                .expect("json");
+        let headers = std::fs::read_to_string(testdata(&format!("eventarc/{sample}.headers")))
+            .expect("headers");
+        let mut body: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(testdata(&format!("eventarc/{sample}.json"))).expect("body"),
+        )
+        .expect("json");
         body["generation"] = serde_json::Value::String(generation.to_string());
         let mut request = self.http.post(&self.url).body(body.to_string());
         for line in headers.lines().skip(1) {
@@ -97,7 +127,9 @@ impl Replicator {
             states.push(match replica.get(&name).await {
                 Ok((meta, stream)) => {
                     let body = storage::collect(stream).await.expect("read");
-                    let source = meta.metadata[SOURCE_GENERATION_KEY].parse().expect("source generation");
+                    let source = meta.metadata[SOURCE_GENERATION_KEY]
+                        .parse()
+                        .expect("source generation");
                     Some((String::from_utf8_lossy(&body).into_owned(), source))
                 }
                 Err(_) => None,
@@ -119,10 +151,26 @@ async fn duplicate_and_stale_finalized_events_leave_every_replica_at_the_newest_
     let first = replicator.write_main("version one").await;
     let second = replicator.write_main("version two").await;
 
-    assert_eq!(replicator.deliver_binary("storage-object-finalized", second.generation).await, 200);
-    assert_eq!(replicator.deliver_binary("storage-object-finalized", second.generation).await, 200);
+    assert_eq!(
+        replicator
+            .deliver_binary("storage-object-finalized", second.generation)
+            .await,
+        200
+    );
+    assert_eq!(
+        replicator
+            .deliver_binary("storage-object-finalized", second.generation)
+            .await,
+        200
+    );
     let newest = Some(("version two".to_string(), second.generation));
-    assert!(replicator.replica_states().await.iter().all(|s| *s == newest));
+    assert!(
+        replicator
+            .replica_states()
+            .await
+            .iter()
+            .all(|s| *s == newest)
+    );
 
     let regional_generations = |r: &Replicator| {
         let name = ObjectName::new(SAMPLE_OBJECT).expect("name");
@@ -137,9 +185,24 @@ async fn duplicate_and_stale_finalized_events_leave_every_replica_at_the_newest_
     };
     let before = regional_generations(&replicator).await;
     // The older generation's event, arriving late, changes nothing.
-    assert_eq!(replicator.deliver_binary("storage-object-finalized", first.generation).await, 200);
-    assert!(replicator.replica_states().await.iter().all(|s| *s == newest));
-    assert_eq!(regional_generations(&replicator).await, before, "no regional copy was rewritten");
+    assert_eq!(
+        replicator
+            .deliver_binary("storage-object-finalized", first.generation)
+            .await,
+        200
+    );
+    assert!(
+        replicator
+            .replica_states()
+            .await
+            .iter()
+            .all(|s| *s == newest)
+    );
+    assert_eq!(
+        regional_generations(&replicator).await,
+        before,
+        "no regional copy was rewritten"
+    );
 }
 
 #[tokio::test]
@@ -147,21 +210,71 @@ async fn deletion_events_remove_copies_but_never_a_newer_one() {
     let replicator = Replicator::start().await;
     let first = replicator.write_main("version one").await;
     let second = replicator.write_main("version two").await;
-    assert_eq!(replicator.deliver_structured("google.cloud.storage.object.v1.finalized", second.generation).await, 200);
+    assert_eq!(
+        replicator
+            .deliver_structured(
+                "google.cloud.storage.object.v1.finalized",
+                second.generation
+            )
+            .await,
+        200
+    );
 
     // Overwriting produced a `deleted` event for the first generation: the newer copy stays.
-    assert_eq!(replicator.deliver_binary("storage-object-deleted", first.generation).await, 200);
+    assert_eq!(
+        replicator
+            .deliver_binary("storage-object-deleted", first.generation)
+            .await,
+        200
+    );
     let newest = Some(("version two".to_string(), second.generation));
-    assert!(replicator.replica_states().await.iter().all(|s| *s == newest));
+    assert!(
+        replicator
+            .replica_states()
+            .await
+            .iter()
+            .all(|s| *s == newest)
+    );
 
     let name = ObjectName::new(SAMPLE_OBJECT).expect("name");
-    replicator.main.delete(&name, None).await.expect("delete from main");
-    assert_eq!(replicator.deliver_binary("storage-object-deleted", second.generation).await, 200);
-    assert!(replicator.replica_states().await.iter().all(Option::is_none));
+    replicator
+        .main
+        .delete(&name, None)
+        .await
+        .expect("delete from main");
+    assert_eq!(
+        replicator
+            .deliver_binary("storage-object-deleted", second.generation)
+            .await,
+        200
+    );
+    assert!(
+        replicator
+            .replica_states()
+            .await
+            .iter()
+            .all(Option::is_none)
+    );
     // Redelivery of the delete, and a late finalized event for a deleted object, are no-ops.
-    assert_eq!(replicator.deliver_binary("storage-object-deleted", second.generation).await, 200);
-    assert_eq!(replicator.deliver_binary("storage-object-finalized", second.generation).await, 200);
-    assert!(replicator.replica_states().await.iter().all(Option::is_none));
+    assert_eq!(
+        replicator
+            .deliver_binary("storage-object-deleted", second.generation)
+            .await,
+        200
+    );
+    assert_eq!(
+        replicator
+            .deliver_binary("storage-object-finalized", second.generation)
+            .await,
+        200
+    );
+    assert!(
+        replicator
+            .replica_states()
+            .await
+            .iter()
+            .all(Option::is_none)
+    );
 }
 
 #[tokio::test]
@@ -178,19 +291,39 @@ async fn events_that_can_never_apply_are_refused_with_400() {
         ("content-type", "application/json"),
         ("ce-specversion", "1.0"),
         ("ce-id", "x"),
-        ("ce-source", "//storage.googleapis.com/projects/_/buckets/some-bucket"),
+        (
+            "ce-source",
+            "//storage.googleapis.com/projects/_/buckets/some-bucket",
+        ),
         ("ce-type", "google.cloud.storage.object.v1.finalized"),
     ];
-    let not_an_event = post("{}", &[("content-type", "application/json")]).await.expect("answer");
+    let not_an_event = post("{}", &[("content-type", "application/json")])
+        .await
+        .expect("answer");
     assert_eq!(not_an_event.status(), 400);
     let bad_data = post("{\"bucket\": 5}", &binary).await.expect("answer");
     assert_eq!(bad_data.status(), 400);
-    let other_bucket = post(r#"{"bucket":"elsewhere","name":"x","generation":"1"}"#, &binary).await.expect("answer");
+    let other_bucket = post(
+        r#"{"bucket":"elsewhere","name":"x","generation":"1"}"#,
+        &binary,
+    )
+    .await
+    .expect("answer");
     assert_eq!(other_bucket.status(), 400);
-    let bad_name = post(r#"{"bucket":"some-bucket","name":"../x","generation":"1"}"#, &binary).await.expect("answer");
+    let bad_name = post(
+        r#"{"bucket":"some-bucket","name":"../x","generation":"1"}"#,
+        &binary,
+    )
+    .await
+    .expect("answer");
     assert_eq!(bad_name.status(), 400);
     let mut archived = binary;
     archived[4] = ("ce-type", "google.cloud.storage.object.v1.archived");
-    let unsupported = post(r#"{"bucket":"some-bucket","name":"x","generation":"1"}"#, &archived).await.expect("answer");
+    let unsupported = post(
+        r#"{"bucket":"some-bucket","name":"x","generation":"1"}"#,
+        &archived,
+    )
+    .await
+    .expect("answer");
     assert_eq!(unsupported.status(), 400);
 }

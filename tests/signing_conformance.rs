@@ -75,7 +75,11 @@ fn endpoint(case: &Case) -> (String, String) {
     if let Some(host) = &case.hostname {
         return split(host);
     }
-    if let Some(endpoint) = case.client_endpoint.as_ref().or(case.emulator_hostname.as_ref()) {
+    if let Some(endpoint) = case
+        .client_endpoint
+        .as_ref()
+        .or(case.emulator_hostname.as_ref())
+    {
         return split(endpoint);
     }
     let domain = case.universe_domain.as_deref().unwrap_or("googleapis.com");
@@ -105,10 +109,12 @@ fn request(case: &Case) -> SignRequest {
 
 fn load() -> (SigningKey, Vec<Case>) {
     let dir = testdata("gcs-v4-signing");
-    let key = SigningKey::from_service_account_file(&dir.join("test_service_account.not-a-test.json"))
-        .expect("conformance key loads");
+    let key =
+        SigningKey::from_service_account_file(&dir.join("test_service_account.not-a-test.json"))
+            .expect("conformance key loads");
     let suite: Suite =
-        serde_json::from_slice(&std::fs::read(dir.join("v4_signatures.json")).expect("cases")).expect("parse");
+        serde_json::from_slice(&std::fs::read(dir.join("v4_signatures.json")).expect("cases"))
+            .expect("parse");
     (key, suite.signing_v4_tests)
 }
 
@@ -124,7 +130,11 @@ fn every_signing_v4_case_matches_except_listed_exceptions() {
             && signed.string_to_sign == case.expected_string_to_sign
             && signed.url == case.expected_url;
         if let Some((_, reason)) = EXCEPTIONS.iter().find(|(d, _)| *d == case.description) {
-            assert!(!matches, "{:?} now passes; remove it from EXCEPTIONS", case.description);
+            assert!(
+                !matches,
+                "{:?} now passes; remove it from EXCEPTIONS",
+                case.description
+            );
             excepted.push(format!("{} — {reason}", case.description));
             continue;
         }
@@ -142,21 +152,42 @@ fn every_signing_v4_case_matches_except_listed_exceptions() {
     for line in &excepted {
         println!("exception: {line}");
     }
-    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn signatures_from_the_rsa_key_verify_and_tampering_is_caught() {
     let (key, cases) = load();
-    let case = cases.iter().find(|c| c.description == "Simple PUT").expect("Simple PUT case");
+    let case = cases
+        .iter()
+        .find(|c| c.description == "Simple PUT")
+        .expect("Simple PUT case");
     let signed = sign_url(&key, &request(case)).expect("signs");
     let url = url::Url::parse(&signed.url).expect("url");
     let mut headers = http::HeaderMap::new();
     headers.insert("host", "storage.googleapis.com".parse().expect("header"));
     let within = case.timestamp + chrono::TimeDelta::seconds(1);
-    let verified = verify_request(&key, "PUT", url.path(), url.query().unwrap_or(""), &headers, within)
-        .expect("a fresh signature verifies");
-    assert_eq!((verified.bucket.as_str(), verified.object.as_str()), ("test-bucket", "test-object"));
-    let tampered = url.query().unwrap_or("").replace("X-Goog-Expires=10", "X-Goog-Expires=11");
+    let verified = verify_request(
+        &key,
+        "PUT",
+        url.path(),
+        url.query().unwrap_or(""),
+        &headers,
+        within,
+    )
+    .expect("a fresh signature verifies");
+    assert_eq!(
+        (verified.bucket.as_str(), verified.object.as_str()),
+        ("test-bucket", "test-object")
+    );
+    let tampered = url
+        .query()
+        .unwrap_or("")
+        .replace("X-Goog-Expires=10", "X-Goog-Expires=11");
     assert!(verify_request(&key, "PUT", url.path(), &tampered, &headers, within).is_err());
 }

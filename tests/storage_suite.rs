@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use meridian_shared::storage::{self, ByteStream, GcsClient, LocalBucket, MemoryBucket, PutOptions};
+use meridian_shared::storage::{
+    self, ByteStream, GcsClient, LocalBucket, MemoryBucket, PutOptions,
+};
 use meridian_shared::{Bucket, Error, ObjectName};
 
 use crate::harness::fake_gcs::FakeGcs;
@@ -16,7 +18,10 @@ fn name(text: &str) -> ObjectName {
 }
 
 fn chunked(data: &[u8], chunk: usize) -> ByteStream {
-    let chunks: Vec<std::io::Result<Bytes>> = data.chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<std::io::Result<Bytes>> = data
+        .chunks(chunk)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     Box::pin(futures::stream::iter(chunks))
 }
 
@@ -38,73 +43,181 @@ async fn behaves_like_a_bucket(bucket: Arc<dyn Bucket>) {
         metadata: metadata.clone(),
         if_generation_match: None,
     };
-    let written = bucket.put(&hello, storage::stream_from_bytes("hello"), options).await.expect("put");
+    let written = bucket
+        .put(&hello, storage::stream_from_bytes("hello"), options)
+        .await
+        .expect("put");
     assert_eq!(written.size, 5);
     assert_eq!(written.md5_hash, "XUFAKrxLKna5cZ2REBfFkg==");
     let head = bucket.head(&hello).await.expect("head");
     assert_eq!(head.content_type, "text/plain");
     assert_eq!(head.cache_control.as_deref(), Some("public, max-age=60"));
-    assert_eq!(head.metadata.get("origin").map(String::as_str), Some("suite"));
+    assert_eq!(
+        head.metadata.get("origin").map(String::as_str),
+        Some("suite")
+    );
     assert_eq!(head.generation, written.generation);
     assert_eq!(read(bucket, &hello).await, b"hello");
 
     // Missing objects.
     let missing = name("missing");
-    assert!(matches!(bucket.head(&missing).await, Err(Error::NotFound(_))));
-    assert!(matches!(bucket.get(&missing).await, Err(Error::NotFound(_))));
-    assert!(matches!(bucket.delete(&missing, None).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        bucket.head(&missing).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        bucket.get(&missing).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        bucket.delete(&missing, None).await,
+        Err(Error::NotFound(_))
+    ));
 
     // Every new write gets a strictly greater generation.
-    let again = bucket.put(&hello, storage::stream_from_bytes("hello again"), PutOptions::default()).await.expect("put");
-    assert!(again.generation > written.generation, "{} <= {}", again.generation, written.generation);
+    let again = bucket
+        .put(
+            &hello,
+            storage::stream_from_bytes("hello again"),
+            PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    assert!(
+        again.generation > written.generation,
+        "{} <= {}",
+        again.generation,
+        written.generation
+    );
     assert_eq!(read(bucket, &hello).await, b"hello again");
-    assert_eq!(bucket.head(&hello).await.expect("head").content_type, "application/octet-stream");
+    assert_eq!(
+        bucket.head(&hello).await.expect("head").content_type,
+        "application/octet-stream"
+    );
 
     // Preconditions.
-    let only_if_absent = PutOptions { if_generation_match: Some(0), ..PutOptions::default() };
-    let refused = bucket.put(&hello, storage::stream_from_bytes("x"), only_if_absent.clone()).await;
-    assert!(matches!(refused, Err(Error::PreconditionFailed(_))), "{refused:?}");
-    let stale = PutOptions { if_generation_match: Some(written.generation), ..PutOptions::default() };
-    let refused = bucket.put(&hello, storage::stream_from_bytes("x"), stale).await;
-    assert!(matches!(refused, Err(Error::PreconditionFailed(_))), "{refused:?}");
-    assert_eq!(read(bucket, &hello).await, b"hello again", "a refused write changes nothing");
-    let current = PutOptions { if_generation_match: Some(again.generation), ..PutOptions::default() };
-    let third = bucket.put(&hello, storage::stream_from_bytes("third"), current).await.expect("matching generation");
-    let fresh = bucket.put(&name("fresh"), storage::stream_from_bytes("new"), only_if_absent).await;
+    let only_if_absent = PutOptions {
+        if_generation_match: Some(0),
+        ..PutOptions::default()
+    };
+    let refused = bucket
+        .put(
+            &hello,
+            storage::stream_from_bytes("x"),
+            only_if_absent.clone(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Error::PreconditionFailed(_))),
+        "{refused:?}"
+    );
+    let stale = PutOptions {
+        if_generation_match: Some(written.generation),
+        ..PutOptions::default()
+    };
+    let refused = bucket
+        .put(&hello, storage::stream_from_bytes("x"), stale)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::PreconditionFailed(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        read(bucket, &hello).await,
+        b"hello again",
+        "a refused write changes nothing"
+    );
+    let current = PutOptions {
+        if_generation_match: Some(again.generation),
+        ..PutOptions::default()
+    };
+    let third = bucket
+        .put(&hello, storage::stream_from_bytes("third"), current)
+        .await
+        .expect("matching generation");
+    let fresh = bucket
+        .put(
+            &name("fresh"),
+            storage::stream_from_bytes("new"),
+            only_if_absent,
+        )
+        .await;
     assert!(fresh.is_ok(), "{fresh:?}");
 
     // Conditional delete.
     let refused = bucket.delete(&hello, Some(again.generation)).await;
-    assert!(matches!(refused, Err(Error::PreconditionFailed(_))), "{refused:?}");
-    bucket.delete(&hello, Some(third.generation)).await.expect("delete");
+    assert!(
+        matches!(refused, Err(Error::PreconditionFailed(_))),
+        "{refused:?}"
+    );
+    bucket
+        .delete(&hello, Some(third.generation))
+        .await
+        .expect("delete");
     assert!(matches!(bucket.head(&hello).await, Err(Error::NotFound(_))));
 
     // Large objects stream in and out intact.
     let big = pseudo_random_bytes(3 * 1024 * 1024 + 17, 7);
     let big_name = name("big/blob.bin");
-    let meta = bucket.put(&big_name, chunked(&big, 100_000), PutOptions::default()).await.expect("put big");
+    let meta = bucket
+        .put(&big_name, chunked(&big, 100_000), PutOptions::default())
+        .await
+        .expect("put big");
     assert_eq!(meta.size, big.len() as u64);
-    assert!(read(bucket, &big_name).await == big, "large object differs after round trip");
+    assert!(
+        read(bucket, &big_name).await == big,
+        "large object differs after round trip"
+    );
 
     // Unusual but valid names.
-    for odd in ["ünïcødé/名前.txt", "with space+plus", "a//double", "..%2Fencoded"] {
+    for odd in [
+        "ünïcødé/名前.txt",
+        "with space+plus",
+        "a//double",
+        "..%2Fencoded",
+    ] {
         let object = name(odd);
-        bucket.put(&object, storage::stream_from_bytes(odd.to_string()), PutOptions::default()).await.expect(odd);
+        bucket
+            .put(
+                &object,
+                storage::stream_from_bytes(odd.to_string()),
+                PutOptions::default(),
+            )
+            .await
+            .expect(odd);
         assert_eq!(read(bucket, &object).await, odd.as_bytes(), "{odd}");
     }
 
     // Listing by prefix, in name order.
     for n in ["list/b", "list/a", "list/c/d", "listing"] {
-        bucket.put(&name(n), storage::stream_from_bytes("x"), PutOptions::default()).await.expect("put");
+        bucket
+            .put(
+                &name(n),
+                storage::stream_from_bytes("x"),
+                PutOptions::default(),
+            )
+            .await
+            .expect("put");
     }
-    let listed: Vec<String> = bucket.list("list/").await.expect("list").into_iter().map(|m| m.name).collect();
+    let listed: Vec<String> = bucket
+        .list("list/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
     assert_eq!(listed, ["list/a", "list/b", "list/c/d"]);
 }
 
 #[tokio::test]
 async fn local_backend_behaves_like_a_bucket() {
     let root = tempfile::tempdir().expect("tempdir");
-    behaves_like_a_bucket(Arc::new(LocalBucket::open(root.path(), "suite-bucket").await.expect("open"))).await;
+    behaves_like_a_bucket(Arc::new(
+        LocalBucket::open(root.path(), "suite-bucket")
+            .await
+            .expect("open"),
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -115,9 +228,17 @@ async fn memory_backend_behaves_like_a_bucket() {
 #[tokio::test]
 async fn gcs_backend_behaves_like_a_bucket_on_fake_gcs_server() {
     let server = FakeGcs::start().await;
-    let client = GcsClient::anonymous(&server.endpoint).await.expect("client");
-    client.create_bucket("test-project", "suite-bucket").await.expect("create bucket");
-    client.create_bucket("test-project", "suite-bucket").await.expect("creating again is fine");
+    let client = GcsClient::anonymous(&server.endpoint)
+        .await
+        .expect("client");
+    client
+        .create_bucket("test-project", "suite-bucket")
+        .await
+        .expect("create bucket");
+    client
+        .create_bucket("test-project", "suite-bucket")
+        .await
+        .expect("creating again is fine");
     behaves_like_a_bucket(Arc::new(client.bucket("suite-bucket"))).await;
 }
 
@@ -126,9 +247,20 @@ async fn local_backend_keeps_content_across_reopen() {
     let root = tempfile::tempdir().expect("tempdir");
     let object = name("kept");
     {
-        let bucket = LocalBucket::open(root.path(), "suite-bucket").await.expect("open");
-        bucket.put(&object, storage::stream_from_bytes("still here"), PutOptions::default()).await.expect("put");
+        let bucket = LocalBucket::open(root.path(), "suite-bucket")
+            .await
+            .expect("open");
+        bucket
+            .put(
+                &object,
+                storage::stream_from_bytes("still here"),
+                PutOptions::default(),
+            )
+            .await
+            .expect("put");
     }
-    let reopened = LocalBucket::open(root.path(), "suite-bucket").await.expect("reopen");
+    let reopened = LocalBucket::open(root.path(), "suite-bucket")
+        .await
+        .expect("reopen");
     assert_eq!(read(&reopened, &object).await, b"still here");
 }

@@ -17,14 +17,21 @@ const TEXT: &str = "text/plain";
 async fn assert_refused(stack: &TestStack, response: reqwest::Response, reason: &str, name: &str) {
     assert_eq!(response.status(), 403);
     let body = response.text().await.expect("body");
-    assert!(body.contains(reason), "403 body {body:?} should say {reason:?}");
-    assert!(stack.buckets_holding(name).await.is_empty(), "{name} must not be written");
+    assert!(
+        body.contains(reason),
+        "403 body {body:?} should say {reason:?}"
+    );
+    assert!(
+        stack.buckets_holding(name).await.is_empty(),
+        "{name} must not be written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_signed_urls_are_refused() {
     let stack = TestStack::start().await;
-    let (scheme, authority) = signing::endpoint_parts(&stack.stack.info().gateway).expect("endpoint");
+    let (scheme, authority) =
+        signing::endpoint_parts(&stack.stack.info().gateway).expect("endpoint");
     // Signed two minutes ago for 60 seconds: expired a minute ago.
     let key = SigningKey::hmac("meridian-local", stack.hmac_secret().into_bytes());
     let expired = signing::sign_url(
@@ -59,7 +66,14 @@ async fn altered_misused_or_redirected_signed_urls_are_refused() {
     let response = stack.upload(&altered, TEXT, b"x".to_vec()).await;
     assert_refused(&stack, response, "signature does not match", "target.txt").await;
 
-    let response = stack.http.post(&url).header("content-type", TEXT).body("x").send().await.expect("answer");
+    let response = stack
+        .http
+        .post(&url)
+        .header("content-type", TEXT)
+        .body("x")
+        .send()
+        .await
+        .expect("answer");
     assert_refused(&stack, response, "signed for PUT, not POST", "target.txt").await;
 
     let elsewhere = url.replace("/target.txt?", "/other.txt?");
@@ -75,8 +89,14 @@ async fn altered_misused_or_redirected_signed_urls_are_refused() {
     assert_refused(&stack, response, "not a signed URL", "target.txt").await;
 
     // The genuine URL still works after all that.
-    assert_eq!(stack.upload(&url, TEXT, b"finally".to_vec()).await.status(), 200);
-    assert_eq!(stack.buckets_holding("target.txt").await.first(), Some(&stack.bucket_names()[0]));
+    assert_eq!(
+        stack.upload(&url, TEXT, b"finally".to_vec()).await.status(),
+        200
+    );
+    assert_eq!(
+        stack.buckets_holding("target.txt").await.first(),
+        Some(&stack.bucket_names()[0])
+    );
     stack.stack.stop().await;
 }
 
@@ -90,9 +110,21 @@ async fn sign_and_delete_require_a_valid_token() {
     let bad_tokens = [
         None,
         Some("not-a-jwt".to_string()),
-        Some(minted(b"a-different-secret-of-enough-length", &[TokenScope::Publish], auth::unix_now())),
-        Some(minted(secret.as_bytes(), &[TokenScope::Publish], auth::unix_now() - 3600)),
-        Some(minted(secret.as_bytes(), &[TokenScope::Purge], auth::unix_now())),
+        Some(minted(
+            b"a-different-secret-of-enough-length",
+            &[TokenScope::Publish],
+            auth::unix_now(),
+        )),
+        Some(minted(
+            secret.as_bytes(),
+            &[TokenScope::Publish],
+            auth::unix_now() - 3600,
+        )),
+        Some(minted(
+            secret.as_bytes(),
+            &[TokenScope::Purge],
+            auth::unix_now(),
+        )),
     ];
     let delete_url = format!("{}/v1/objects/anything", stack.stack.info().delete);
     for token in &bad_tokens {
@@ -103,7 +135,11 @@ async fn sign_and_delete_require_a_valid_token() {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        assert_eq!(request.send().await.expect("answer").status(), 401, "delete with {token:?}");
+        assert_eq!(
+            request.send().await.expect("answer").status(),
+            401,
+            "delete with {token:?}"
+        );
     }
     stack.stack.stop().await;
 }
@@ -112,17 +148,32 @@ async fn sign_and_delete_require_a_valid_token() {
 async fn bad_names_are_refused_and_nothing_lands_outside_the_data_folder() {
     let stack = TestStack::start().await;
     let too_long = "n".repeat(1025);
-    for name in ["../x", "a/../../b", "nul\0byte", too_long.as_str(), "", "healthz", "_meridian/purge"] {
+    for name in [
+        "../x",
+        "a/../../b",
+        "nul\0byte",
+        too_long.as_str(),
+        "",
+        "healthz",
+        "_meridian/purge",
+    ] {
         let response = stack.sign(name, TEXT, Some(&stack.token)).await;
         assert_eq!(response.status(), 400, "sign accepted {name:?}");
         let body = response.text().await.expect("body");
         assert!(body.contains("name"), "{body}");
     }
-    assert_eq!(stack.sign("ok.txt", "not a type", Some(&stack.token)).await.status(), 400);
+    assert_eq!(
+        stack
+            .sign("ok.txt", "not a type", Some(&stack.token))
+            .await
+            .status(),
+        400
+    );
 
     // Even a correctly signed URL for a traversal name (minted here, bypassing sign's
     // checks) is refused by the gateway and writes nothing.
-    let (scheme, authority) = signing::endpoint_parts(&stack.stack.info().gateway).expect("endpoint");
+    let (scheme, authority) =
+        signing::endpoint_parts(&stack.stack.info().gateway).expect("endpoint");
     let key = SigningKey::hmac("meridian-local", stack.hmac_secret().into_bytes());
     let sneaky = signing::sign_url(
         &key,
@@ -144,10 +195,18 @@ async fn bad_names_are_refused_and_nothing_lands_outside_the_data_folder() {
     assert_eq!(response.status(), 400);
 
     let data_dir = stack.data_dir();
-    let outside: Vec<_> = all_files(stack.parent.path()).into_iter().filter(|p| !p.starts_with(&data_dir)).collect();
-    assert!(outside.is_empty(), "written outside the data folder: {outside:?}");
+    let outside: Vec<_> = all_files(stack.parent.path())
+        .into_iter()
+        .filter(|p| !p.starts_with(&data_dir))
+        .collect();
     assert!(
-        all_files(&data_dir).iter().all(|p| !p.to_string_lossy().contains("escaped")),
+        outside.is_empty(),
+        "written outside the data folder: {outside:?}"
+    );
+    assert!(
+        all_files(&data_dir)
+            .iter()
+            .all(|p| !p.to_string_lossy().contains("escaped")),
         "no file is named after the object"
     );
     stack.stack.stop().await;

@@ -46,8 +46,14 @@ async fn handle(
     body: Body,
 ) -> Result<Response> {
     let now = (state.clock)();
-    let verified =
-        verify_request(&state.key, method.as_str(), uri.path(), uri.query().unwrap_or(""), &headers, now)?;
+    let verified = verify_request(
+        &state.key,
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        &headers,
+        now,
+    )?;
     if verified.bucket != state.bucket.name() {
         return Err(Error::NotFound(format!("bucket {}", verified.bucket)));
     }
@@ -63,8 +69,16 @@ async fn handle(
         .unwrap_or_default()
         .to_string();
     let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let options = PutOptions { content_type, ..PutOptions::default() };
+    let options = PutOptions {
+        content_type,
+        ..PutOptions::default()
+    };
     let meta = state.bucket.put(&name, Box::pin(stream), options).await?;
     tracing::info!(object = %name, size = meta.size, generation = meta.generation, "upload stored");
-    Ok((StatusCode::OK, [(header::ETAG, meta.etag())], axum::Json(meta)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::ETAG, meta.etag())],
+        axum::Json(meta),
+    )
+        .into_response())
 }

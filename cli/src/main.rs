@@ -12,7 +12,12 @@ use meridian_cli::{Ports, StackOptions, stack};
 #[command(version, about)]
 struct Cli {
     /// Data folder of the local stack (buckets, certificates, secrets).
-    #[arg(long, global = true, env = "MERIDIAN_DATA_DIR", default_value = ".meridian")]
+    #[arg(
+        long,
+        global = true,
+        env = "MERIDIAN_DATA_DIR",
+        default_value = ".meridian"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -96,10 +101,17 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
             );
             Ok(())
         }
-        Command::Get { name, output, location } => {
+        Command::Get {
+            name,
+            output,
+            location,
+        } => {
             let client = Client::connect(&data_dir).await?;
             let report = client::get(&client, &name, output.as_deref(), location.pair()).await?;
-            eprintln!("{} bytes from {} ({}, X-Cache: {})", report.size, report.region, report.edge, report.cache);
+            eprintln!(
+                "{} bytes from {} ({}, X-Cache: {})",
+                report.size, report.region, report.edge, report.cache
+            );
             Ok(())
         }
         Command::Rm { name } => {
@@ -111,7 +123,10 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
         Command::Edges { location } => {
             let client = Client::connect(&data_dir).await?;
             let list = client::edges(&client, location.pair()).await?;
-            println!("client at {:.4}, {:.4} ({})", list.client.lat, list.client.lon, list.client.source);
+            println!(
+                "client at {:.4}, {:.4} ({})",
+                list.client.lat, list.client.lon, list.client.source
+            );
             for (i, edge) in list.edges.iter().enumerate() {
                 println!("{:>2}  {:<22} {}", i + 1, edge.region, edge.url);
             }
@@ -120,10 +135,19 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
     }
 }
 
-async fn up(data_dir: PathBuf, config: Option<PathBuf>, port_base: u16) -> meridian_cli::Result<()> {
+async fn up(
+    data_dir: PathBuf,
+    config: Option<PathBuf>,
+    port_base: u16,
+) -> meridian_cli::Result<()> {
     meridian_shared::telemetry::init();
     let config = meridian_shared::Config::load(config.as_deref())?;
-    let running = stack::start(StackOptions { data_dir, ports: Ports::Fixed(port_base), config }).await?;
+    let running = stack::start(StackOptions {
+        data_dir,
+        ports: Ports::Fixed(port_base),
+        config,
+    })
+    .await?;
     print_banner(running.info());
     meridian_shared::function::shutdown_signal().await;
     running.stop().await;
@@ -134,7 +158,7 @@ async fn up(data_dir: PathBuf, config: Option<PathBuf>, port_base: u16) -> merid
 fn print_banner(info: &meridian_cli::StackInfo) {
     let data = info.data_dir.display();
     println!("Meridian is up. Data: {data}\n");
-    println!("{:<10} {}", "SERVICE", "URL");
+    println!("{:<10} URL", "SERVICE");
     for (name, url) in [
         ("boot", &info.boot),
         ("sign", &info.sign),
@@ -144,16 +168,22 @@ fn print_banner(info: &meridian_cli::StackInfo) {
     ] {
         println!("{name:<10} {url}");
     }
-    println!("\n{:<22} {:<16} {}", "REGION", "CITY", "EDGE");
+    println!("\n{:<22} {:<16} EDGE", "REGION", "CITY");
     for edge in &info.edges {
         println!("{:<22} {:<16} {}", edge.region, edge.city, edge.url);
     }
-    let first_edge = info.edges.first().map_or("https://127.0.0.1:7080", |e| e.url.as_str());
+    let first_edge = info
+        .edges
+        .first()
+        .map_or("https://127.0.0.1:7080", |e| e.url.as_str());
     println!("\nTry, in another terminal:");
     println!("  echo 'hello, world' > hello.txt");
     println!("  meridian put hello.txt");
     println!("  meridian get hello.txt");
-    println!("  curl --cacert {} {first_edge}/hello.txt", info.ca_cert.display());
+    println!(
+        "  curl --cacert {} {first_edge}/hello.txt",
+        info.ca_cert.display()
+    );
     println!("  meridian rm hello.txt");
     println!("\nCtrl-C stops the stack.");
 }

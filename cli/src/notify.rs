@@ -59,7 +59,9 @@ impl EventNotifier {
                 Ok(response) => {
                     tracing::warn!(status = %response.status(), attempt, object = %data.name, "replicator failed; retrying")
                 }
-                Err(e) => tracing::warn!(cause = %e, attempt, object = %data.name, "replicator unreachable; retrying"),
+                Err(e) => {
+                    tracing::warn!(cause = %e, attempt, object = %data.name, "replicator unreachable; retrying")
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -88,9 +90,17 @@ impl Bucket for NotifyingBucket {
         self.inner.name()
     }
 
-    async fn put(&self, name: &ObjectName, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {
+    async fn put(
+        &self,
+        name: &ObjectName,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
         let meta = self.inner.put(name, body, options).await?;
-        self.notifier.notify(StorageEventKind::Finalized, StorageObjectData::from_meta(self.name(), &meta));
+        self.notifier.notify(
+            StorageEventKind::Finalized,
+            StorageObjectData::from_meta(self.name(), &meta),
+        );
         Ok(meta)
     }
 
@@ -110,14 +120,19 @@ impl Bucket for NotifyingBucket {
             let generation = if_generation_match.unwrap_or(live.generation);
             match self.inner.delete(name, Some(generation)).await {
                 Ok(()) => {
-                    self.notifier.notify(StorageEventKind::Deleted, StorageObjectData::from_meta(self.name(), &live));
+                    self.notifier.notify(
+                        StorageEventKind::Deleted,
+                        StorageObjectData::from_meta(self.name(), &live),
+                    );
                     return Ok(());
                 }
                 Err(Error::PreconditionFailed(_)) if if_generation_match.is_none() => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Upstream(format!("{name}: kept changing while being deleted")))
+        Err(Error::Upstream(format!(
+            "{name}: kept changing while being deleted"
+        )))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

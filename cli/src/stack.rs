@@ -135,7 +135,11 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         edges: config
             .regions
             .iter()
-            .map(|r| EdgeInfo { region: r.name.clone(), city: r.city.clone(), url: r.edges[0].clone() })
+            .map(|r| EdgeInfo {
+                region: r.name.clone(),
+                city: r.city.clone(),
+                url: r.edges[0].clone(),
+            })
             .collect(),
     };
 
@@ -143,28 +147,69 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     let http = trusting_client(&ca)?;
     let main_bucket = storage::open(&config, &config.main().bucket).await?;
     let notifier = EventNotifier::new(http.clone(), info.replicate.clone());
-    let notifying_main: Arc<dyn Bucket> = Arc::new(NotifyingBucket::new(main_bucket.clone(), notifier));
+    let notifying_main: Arc<dyn Bucket> =
+        Arc::new(NotifyingBucket::new(main_bucket.clone(), notifier));
     let mut replicas = Vec::new();
     for region in config.replica_regions() {
-        replicas.push(Replica { region: region.name.clone(), bucket: storage::open(&config, &region.bucket).await? });
+        replicas.push(Replica {
+            region: region.name.clone(),
+            bucket: storage::open(&config, &region.bucket).await?,
+        });
     }
-    let edge_urls = config.regions.iter().flat_map(|r| r.edges.clone()).collect();
-    let signing_key = Arc::new(SigningKey::hmac(LOCAL_ACCESS_ID, config.signing.hmac_secret()?));
+    let edge_urls = config
+        .regions
+        .iter()
+        .flat_map(|r| r.edges.clone())
+        .collect();
+    let signing_key = Arc::new(SigningKey::hmac(
+        LOCAL_ACCESS_ID,
+        config.signing.hmac_secret()?,
+    ));
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut spawn = |listener: TcpListener, router: Router, tls: Option<TlsConfig>| {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            server::serve(listener, router, tls, ServeOptions::default(), shutdown.cancelled_owned()).await
+            server::serve(
+                listener,
+                router,
+                tls,
+                ServeOptions::default(),
+                shutdown.cancelled_owned(),
+            )
+            .await
         });
     };
     spawn(boot, meridian_boot::router(BootState::new(&config)), None);
-    spawn(sign, meridian_sign::router(meridian_sign::SignState::from_config(&config, clock::system())?), None);
-    spawn(delete, meridian_delete::router(DeleteState::new(notifying_main.clone(), &jwt_secret)), None);
+    spawn(
+        sign,
+        meridian_sign::router(meridian_sign::SignState::from_config(
+            &config,
+            clock::system(),
+        )?),
+        None,
+    );
+    spawn(
+        delete,
+        meridian_delete::router(DeleteState::new(notifying_main.clone(), &jwt_secret)),
+        None,
+    );
     let purger = EdgePurger::new(http, edge_urls, jwt_secret.clone());
-    spawn(replicate, meridian_replicate::router(ReplicateState::new(main_bucket, replicas, purger)), None);
-    spawn(gateway, gateway::router(GatewayState::new(signing_key, notifying_main, clock::system())), None);
+    spawn(
+        replicate,
+        meridian_replicate::router(ReplicateState::new(main_bucket, replicas, purger)),
+        None,
+    );
+    spawn(
+        gateway,
+        gateway::router(GatewayState::new(
+            signing_key,
+            notifying_main,
+            clock::system(),
+        )),
+        None,
+    );
     for (region, listener) in config.regions.iter().zip(edges) {
         let bucket = storage::open(&config, &region.bucket).await?;
         let state = EdgeState::new(&region.name, bucket, &config.edge, &jwt_secret);
@@ -173,18 +218,31 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     }
 
     info.write()?;
-    Ok(RunningStack { info, config, shutdown, tasks })
+    Ok(RunningStack {
+        info,
+        config,
+        shutdown,
+        tasks,
+    })
 }
 
 async fn bind(port: u16) -> Result<TcpListener> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpListener::bind(addr).await.map_err(|cause| CliError::PortInUse { addr: addr.to_string(), cause })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|cause| CliError::PortInUse {
+            addr: addr.to_string(),
+            cause,
+        })
 }
 
 /// An HTTP client that trusts only the development CA (for talking to local edges).
 pub fn trusting_client(ca: &DevCa) -> Result<reqwest::Client> {
     let cert = reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?;
-    Ok(reqwest::Client::builder().tls_certs_only([cert]).timeout(Duration::from_secs(30)).build()?)
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .timeout(Duration::from_secs(30))
+        .build()?)
 }
 
 /// Secrets a local stack makes for itself on first start, kept (owner-only) in the
@@ -206,7 +264,10 @@ impl LocalSecrets {
     pub fn load_or_create(data_dir: &Path) -> Result<LocalSecrets> {
         let dir = LocalSecrets::dir(data_dir);
         std::fs::create_dir_all(&dir)?;
-        Ok(LocalSecrets { jwt: secret_file(&dir.join("jwt-secret"))?, hmac: secret_file(&dir.join("hmac-secret"))? })
+        Ok(LocalSecrets {
+            jwt: secret_file(&dir.join("jwt-secret"))?,
+            hmac: secret_file(&dir.join("hmac-secret"))?,
+        })
     }
 }
 

@@ -51,7 +51,8 @@ impl StackInfo {
     pub fn write(&self) -> Result<()> {
         let path = StackInfo::path(&self.data_dir);
         let tmp = path.with_extension("json.tmp");
-        let json = serde_json::to_vec_pretty(self).map_err(|e| CliError::Internal(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|e| CliError::Internal(e.to_string()))?;
         std::fs::write(&tmp, json)?;
         std::fs::rename(tmp, path)?;
         Ok(())

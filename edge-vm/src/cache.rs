@@ -86,13 +86,18 @@ impl ObjectCache {
 
     /// The entry for `name` if it is still fresh at `now`.
     pub async fn fresh(&self, name: &str, now: Instant) -> Option<Arc<CachedObject>> {
-        self.entries.get(name).await.filter(|entry| entry.is_fresh(now))
+        self.entries
+            .get(name)
+            .await
+            .filter(|entry| entry.is_fresh(now))
     }
 
     /// Stores an entry.
     pub async fn insert(&self, object: CachedObject) -> Arc<CachedObject> {
         let object = Arc::new(object);
-        self.entries.insert(object.meta.name.clone(), object.clone()).await;
+        self.entries
+            .insert(object.meta.name.clone(), object.clone())
+            .await;
         object
     }
 
@@ -104,8 +109,13 @@ impl ObjectCache {
     /// Drops `name` unless its copy comes from main-bucket generation `older_than` or
     /// newer (always when `older_than` is `None`). Returns whether it dropped one.
     pub async fn remove_older(&self, name: &str, older_than: Option<i64>) -> bool {
-        let Some(entry) = self.entries.get(name).await else { return false };
-        let source = entry.meta.copied_from_generation().unwrap_or(entry.meta.generation);
+        let Some(entry) = self.entries.get(name).await else {
+            return false;
+        };
+        let source = entry
+            .meta
+            .copied_from_generation()
+            .unwrap_or(entry.meta.generation);
         if older_than.is_some_and(|limit| source >= limit) {
             return false;
         }
@@ -139,7 +149,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_go_stale_after_their_lifetime() {
         let cache = ObjectCache::new(1 << 20);
-        cache.insert(object("a", 10, Duration::from_secs(3600))).await;
+        cache
+            .insert(object("a", 10, Duration::from_secs(3600)))
+            .await;
         tokio::time::advance(Duration::from_secs(3599)).await;
         assert!(cache.fresh("a", Instant::now()).await.is_some());
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -150,9 +162,15 @@ mod tests {
     async fn purges_keep_copies_at_least_as_new_as_asked() {
         let cache = ObjectCache::new(1 << 20);
         let mut copy = object("a", 10, Duration::from_secs(60));
-        copy.meta.metadata.insert(meridian_shared::storage::SOURCE_GENERATION_KEY.into(), "7".into());
+        copy.meta.metadata.insert(
+            meridian_shared::storage::SOURCE_GENERATION_KEY.into(),
+            "7".into(),
+        );
         cache.insert(copy).await;
-        assert!(!cache.remove_older("a", Some(7)).await, "a copy of generation 7 is not older than 7");
+        assert!(
+            !cache.remove_older("a", Some(7)).await,
+            "a copy of generation 7 is not older than 7"
+        );
         assert!(cache.fresh("a", Instant::now()).await.is_some());
         assert!(cache.remove_older("a", Some(8)).await);
         assert!(cache.fresh("a", Instant::now()).await.is_none());
@@ -163,9 +181,15 @@ mod tests {
         let cache = ObjectCache::new(10_000);
         assert!(!cache.fits(10_000));
         for i in 0..20 {
-            cache.insert(object(&format!("o{i}"), 1000, Duration::from_secs(60))).await;
+            cache
+                .insert(object(&format!("o{i}"), 1000, Duration::from_secs(60)))
+                .await;
         }
         cache.entries.run_pending_tasks().await;
-        assert!(cache.entries.weighted_size() <= 10_000, "{}", cache.entries.weighted_size());
+        assert!(
+            cache.entries.weighted_size() <= 10_000,
+            "{}",
+            cache.entries.weighted_size()
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 /// The freshness lifetime for `cache_control`; zero means "do not cache".
 pub fn lifetime(cache_control: Option<&str>, default: Duration) -> Duration {
-    let Some(header) = cache_control else { return default };
+    let Some(header) = cache_control else {
+        return default;
+    };
     let mut max_age = None;
     let mut s_maxage = None;
     for directive in header.split(',') {
@@ -37,8 +39,14 @@ mod tests {
 
     #[test]
     fn shared_max_age_beats_max_age() {
-        assert_eq!(lifetime(Some("public, max-age=60"), HOUR), Duration::from_secs(60));
-        assert_eq!(lifetime(Some("max-age=60, s-maxage=10"), HOUR), Duration::from_secs(10));
+        assert_eq!(
+            lifetime(Some("public, max-age=60"), HOUR),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            lifetime(Some("max-age=60, s-maxage=10"), HOUR),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]

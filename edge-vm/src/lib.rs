@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use meridian_shared::Bucket;
 use meridian_shared::auth::TokenVerifier;
 use meridian_shared::config::EdgeSettings;
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::tls::TlsConfig;
-use meridian_shared::Bucket;
 use tokio::net::TcpListener;
 
 pub use cache::{CacheStatus, ObjectCache};
@@ -45,7 +45,12 @@ pub struct EdgeState {
 
 impl EdgeState {
     /// An edge of `region` serving `bucket`, accepting purges signed with `jwt_secret`.
-    pub fn new(region: &str, bucket: Arc<dyn Bucket>, settings: &EdgeSettings, jwt_secret: &[u8]) -> EdgeState {
+    pub fn new(
+        region: &str,
+        bucket: Arc<dyn Bucket>,
+        settings: &EdgeSettings,
+        jwt_secret: &[u8],
+    ) -> EdgeState {
         EdgeState {
             region: region.to_string(),
             bucket,
@@ -73,5 +78,12 @@ pub async fn run(
     state: EdgeState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    server::serve(listener, router(state), tls, ServeOptions::default(), shutdown).await
+    server::serve(
+        listener,
+        router(state),
+        tls,
+        ServeOptions::default(),
+        shutdown,
+    )
+    .await
 }

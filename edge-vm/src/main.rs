@@ -40,15 +40,22 @@ async fn main() -> anyhow::Result<()> {
         .region(&args.region)
         .with_context(|| format!("--region: {:?} is not a configured region", args.region))?;
     let bucket = meridian_shared::storage::open(&config, &region.bucket).await?;
-    let state = meridian_edge::EdgeState::new(&region.name, bucket, &config.edge, &config.auth.secret()?);
+    let state =
+        meridian_edge::EdgeState::new(&region.name, bucket, &config.edge, &config.auth.secret()?);
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(meridian_shared::tls::server_config(&meridian_shared::tls::read_pem_pair(cert, key)?)?)
-        }
+        (Some(cert), Some(key)) => Some(meridian_shared::tls::server_config(
+            &meridian_shared::tls::read_pem_pair(cert, key)?,
+        )?),
         _ => None,
     };
     let listener = tokio::net::TcpListener::bind((args.addr, args.port)).await?;
     tracing::info!(region = %region.name, addr = %listener.local_addr()?, https = tls.is_some(), "edge listening");
-    meridian_edge::run(listener, tls, state, meridian_shared::function::shutdown_signal()).await?;
+    meridian_edge::run(
+        listener,
+        tls,
+        state,
+        meridian_shared::function::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

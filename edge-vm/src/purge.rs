@@ -19,12 +19,19 @@ struct PurgeRequest {
 }
 
 /// Drops one object from the cache; 204 whether or not it was cached.
-pub async fn purge(State(state): State<EdgeState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode> {
+pub async fn purge(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode> {
     state.tokens.authorize(&headers, TokenScope::Purge)?;
     let request: PurgeRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::BadRequest(format!("body must be JSON {{name}}: {e}")))?;
     let name = ObjectName::new(request.name)?;
-    let dropped = state.cache.remove_older(name.as_str(), request.older_than).await;
+    let dropped = state
+        .cache
+        .remove_older(name.as_str(), request.older_than)
+        .await;
     tracing::debug!(object = %name, dropped, "purge");
     Ok(StatusCode::NO_CONTENT)
 }

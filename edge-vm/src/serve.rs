@@ -15,7 +15,11 @@ use crate::cache::{CacheStatus, CachedObject};
 use crate::freshness;
 
 /// Serves one object.
-pub async fn serve_object(State(state): State<EdgeState>, method: Method, Path(name): Path<String>) -> Result<Response> {
+pub async fn serve_object(
+    State(state): State<EdgeState>,
+    method: Method,
+    Path(name): Path<String>,
+) -> Result<Response> {
     let name = ObjectName::new(name)?;
     if let Some(entry) = state.cache.fresh(name.as_str(), Instant::now()).await {
         let mut headers = object_headers(&entry.meta, CacheStatus::Hit, &state);
@@ -24,23 +28,40 @@ pub async fn serve_object(State(state): State<EdgeState>, method: Method, Path(n
     }
     if method == Method::HEAD {
         let meta = forget_if_missing(&state, &name, state.bucket.head(&name).await).await?;
-        return Ok(respond(&method, object_headers(&meta, CacheStatus::Miss, &state), Body::empty()));
+        return Ok(respond(
+            &method,
+            object_headers(&meta, CacheStatus::Miss, &state),
+            Body::empty(),
+        ));
     }
     let (meta, stream) = forget_if_missing(&state, &name, state.bucket.get(&name).await).await?;
     let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
-    let storable = !lifetime.is_zero() && meta.size <= state.stream_threshold && state.cache.fits(meta.size);
+    let storable =
+        !lifetime.is_zero() && meta.size <= state.stream_threshold && state.cache.fits(meta.size);
     if !storable {
         let headers = object_headers(&meta, CacheStatus::Bypass, &state);
         return Ok(respond(&method, headers, Body::from_stream(stream)));
     }
     let body = collect(stream).await?;
-    let entry = state.cache.insert(CachedObject { meta, body, stored_at: Instant::now(), lifetime }).await;
+    let entry = state
+        .cache
+        .insert(CachedObject {
+            meta,
+            body,
+            stored_at: Instant::now(),
+            lifetime,
+        })
+        .await;
     let headers = object_headers(&entry.meta, CacheStatus::Miss, &state);
     Ok(respond(&method, headers, Body::from(entry.body.clone())))
 }
 
 /// A missing object must not linger in the cache either.
-async fn forget_if_missing<T>(state: &EdgeState, name: &ObjectName, result: Result<T>) -> Result<T> {
+async fn forget_if_missing<T>(
+    state: &EdgeState,
+    name: &ObjectName,
+    result: Result<T>,
+) -> Result<T> {
     if let Err(meridian_shared::Error::NotFound(_)) = &result {
         state.cache.remove(name.as_str()).await;
     }
@@ -48,7 +69,11 @@ async fn forget_if_missing<T>(state: &EdgeState, name: &ObjectName, result: Resu
 }
 
 fn respond(method: &Method, headers: HeaderMap, body: Body) -> Response {
-    let body = if method == Method::HEAD { Body::empty() } else { body };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        body
+    };
     (StatusCode::OK, headers, body).into_response()
 }
 

@@ -60,7 +60,10 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        TokenVerifier { key: DecodingKey::from_secret(secret), validation }
+        TokenVerifier {
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     /// Checks the `Authorization: Bearer` header and the scope. Every failure is
@@ -87,22 +90,39 @@ impl TokenVerifier {
             })?
             .claims;
         if !claims.scope.split(' ').any(|s| s == scope.as_str()) {
-            return Err(Error::Unauthorized(format!("token lacks the {:?} scope", scope.as_str())));
+            return Err(Error::Unauthorized(format!(
+                "token lacks the {:?} scope",
+                scope.as_str()
+            )));
         }
         Ok(claims)
     }
 }
 
 /// Mints a token for `subject` with `scopes`, valid for `ttl` from `now_unix`.
-pub fn mint(secret: &[u8], subject: &str, scopes: &[TokenScope], now_unix: u64, ttl: Duration) -> Result<String> {
+pub fn mint(
+    secret: &[u8],
+    subject: &str,
+    scopes: &[TokenScope],
+    now_unix: u64,
+    ttl: Duration,
+) -> Result<String> {
     let claims = Claims {
         sub: subject.to_string(),
-        scope: scopes.iter().map(TokenScope::as_str).collect::<Vec<_>>().join(" "),
+        scope: scopes
+            .iter()
+            .map(TokenScope::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
         iat: now_unix,
         exp: now_unix + ttl.as_secs(),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
-        .map_err(|e| Error::Internal(format!("cannot mint token: {e}")))
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| Error::Internal(format!("cannot mint token: {e}")))
 }
 
 /// A fresh random secret (32 bytes, hex), for local stacks that make their own keys.
@@ -129,28 +149,66 @@ mod tests {
 
     fn bearer(token: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("header"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
         headers
     }
 
     #[test]
     fn a_valid_token_with_the_scope_is_accepted() {
-        let token = mint(SECRET, "alice", &[TokenScope::Publish], unix_now(), Duration::from_secs(60)).expect("mint");
-        let claims = TokenVerifier::new(SECRET).authorize(&bearer(&token), TokenScope::Publish).expect("ok");
+        let token = mint(
+            SECRET,
+            "alice",
+            &[TokenScope::Publish],
+            unix_now(),
+            Duration::from_secs(60),
+        )
+        .expect("mint");
+        let claims = TokenVerifier::new(SECRET)
+            .authorize(&bearer(&token), TokenScope::Publish)
+            .expect("ok");
         assert_eq!(claims.sub, "alice");
     }
 
     #[test]
     fn bad_tokens_are_refused_with_a_reason() {
         let verifier = TokenVerifier::new(SECRET);
-        let reason = |headers: HeaderMap, scope| verifier.authorize(&headers, scope).expect_err("refused").to_string();
+        let reason = |headers: HeaderMap, scope| {
+            verifier
+                .authorize(&headers, scope)
+                .expect_err("refused")
+                .to_string()
+        };
         assert!(reason(HeaderMap::new(), TokenScope::Publish).contains("missing"));
         assert!(reason(bearer("not.a.jwt"), TokenScope::Publish).contains("malformed"));
-        let other = mint(b"another-secret-another-secret!!", "a", &[TokenScope::Publish], unix_now(), Duration::from_secs(60)).expect("mint");
+        let other = mint(
+            b"another-secret-another-secret!!",
+            "a",
+            &[TokenScope::Publish],
+            unix_now(),
+            Duration::from_secs(60),
+        )
+        .expect("mint");
         assert!(reason(bearer(&other), TokenScope::Publish).contains("signature"));
-        let expired = mint(SECRET, "a", &[TokenScope::Publish], unix_now() - 3600, Duration::from_secs(60)).expect("mint");
+        let expired = mint(
+            SECRET,
+            "a",
+            &[TokenScope::Publish],
+            unix_now() - 3600,
+            Duration::from_secs(60),
+        )
+        .expect("mint");
         assert!(reason(bearer(&expired), TokenScope::Publish).contains("expired"));
-        let purge_only = mint(SECRET, "a", &[TokenScope::Purge], unix_now(), Duration::from_secs(60)).expect("mint");
+        let purge_only = mint(
+            SECRET,
+            "a",
+            &[TokenScope::Purge],
+            unix_now(),
+            Duration::from_secs(60),
+        )
+        .expect("mint");
         assert!(reason(bearer(&purge_only), TokenScope::Publish).contains("scope"));
     }
 }

@@ -146,7 +146,11 @@ impl Default for SigningConfig {
 impl SigningConfig {
     /// The HMAC secret, from the file when one is named.
     pub fn hmac_secret(&self) -> Result<Vec<u8>> {
-        secret_from("signing.hmac_secret", &self.hmac_secret, &self.hmac_secret_file)
+        secret_from(
+            "signing.hmac_secret",
+            &self.hmac_secret,
+            &self.hmac_secret_file,
+        )
     }
 }
 
@@ -188,7 +192,10 @@ pub struct BootSettings {
 impl Default for BootSettings {
     fn default() -> Self {
         BootSettings {
-            default_location: Location { lat: 40.4165, lon: -3.7026 },
+            default_location: Location {
+                lat: 40.4165,
+                lon: -3.7026,
+            },
             fallback_regions: 2,
             ttl_seconds: 60,
         }
@@ -213,9 +220,8 @@ impl Config {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     Error::Config(format!("cannot read config file {}: {e}", path.display()))
                 })?;
-                toml::from_str(&text).map_err(|e| {
-                    Error::Config(format!("{}: {}", path.display(), e.message()))
-                })?
+                toml::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?
             }
             None => Config::default(),
         };
@@ -296,13 +302,19 @@ impl Config {
                 return bad(field("lat"), format!("{} is outside -90..=90", region.lat));
             }
             if !(region.lon.is_finite() && (-180.0..=180.0).contains(&region.lon)) {
-                return bad(field("lon"), format!("{} is outside -180..=180", region.lon));
+                return bad(
+                    field("lon"),
+                    format!("{} is outside -180..=180", region.lon),
+                );
             }
             if let Err(why) = validate_bucket_name(&region.bucket) {
                 return bad(field("bucket"), why);
             }
             if self.regions[..i].iter().any(|r| r.bucket == region.bucket) {
-                return bad(field("bucket"), format!("{:?} is used by two regions", region.bucket));
+                return bad(
+                    field("bucket"),
+                    format!("{:?} is used by two regions", region.bucket),
+                );
             }
             for (j, edge) in region.edges.iter().enumerate() {
                 if let Err(why) = validate_http_url(edge) {
@@ -311,27 +323,39 @@ impl Config {
             }
         }
         if !self.regions.iter().any(|r| r.name == self.main_region) {
-            return bad("main_region".into(), format!("{:?} is not one of the regions", self.main_region));
+            return bad(
+                "main_region".into(),
+                format!("{:?} is not one of the regions", self.main_region),
+            );
         }
-        if self.storage.backend == Backend::Gcs {
-            if let Err(why) = validate_http_url(&self.storage.gcs_endpoint) {
-                return bad("storage.gcs_endpoint".into(), why);
-            }
+        if self.storage.backend == Backend::Gcs
+            && let Err(why) = validate_http_url(&self.storage.gcs_endpoint)
+        {
+            return bad("storage.gcs_endpoint".into(), why);
         }
         if let Err(why) = validate_http_url(&self.signing.endpoint) {
             return bad("signing.endpoint".into(), why);
         }
         if !(1..=604_800).contains(&self.signing.ttl_seconds) {
-            return bad("signing.ttl_seconds".into(), "must be between 1 and 604800 (7 days)".into());
+            return bad(
+                "signing.ttl_seconds".into(),
+                "must be between 1 and 604800 (7 days)".into(),
+            );
         }
         if self.edge.cache_bytes == 0 {
             return bad("edge.cache_bytes".into(), "must be greater than 0".into());
         }
         if self.edge.stream_threshold_bytes == 0 {
-            return bad("edge.stream_threshold_bytes".into(), "must be greater than 0".into());
+            return bad(
+                "edge.stream_threshold_bytes".into(),
+                "must be greater than 0".into(),
+            );
         }
         if !self.boot.default_location.is_valid() {
-            return bad("boot.default_location".into(), "lat must be in -90..=90 and lon in -180..=180".into());
+            return bad(
+                "boot.default_location".into(),
+                "lat must be in -90..=90 and lon in -180..=180".into(),
+            );
         }
         Ok(())
     }
@@ -346,7 +370,9 @@ impl Config {
 
     /// The regions that replicate from the main bucket (every region but the main one).
     pub fn replica_regions(&self) -> impl Iterator<Item = &Region> {
-        self.regions.iter().filter(move |r| r.name != self.main_region)
+        self.regions
+            .iter()
+            .filter(move |r| r.name != self.main_region)
     }
 
     /// Looks a region up by name.
@@ -382,14 +408,22 @@ fn validate_http_url(text: &str) -> std::result::Result<(), String> {
 fn secret_from(field: &str, inline: &Option<String>, file: &Option<PathBuf>) -> Result<Vec<u8>> {
     let secret = match (inline, file) {
         (_, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{field}_file: cannot read {}: {e}", path.display())))?
+            .map_err(|e| {
+                Error::Config(format!("{field}_file: cannot read {}: {e}", path.display()))
+            })?
             .trim()
             .to_string(),
         (Some(value), None) => value.clone(),
-        (None, None) => return Err(Error::Config(format!("{field}: not set (set it or {field}_file)"))),
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "{field}: not set (set it or {field}_file)"
+            )));
+        }
     };
     if secret.len() < 16 {
-        return Err(Error::Config(format!("{field}: must be at least 16 characters")));
+        return Err(Error::Config(format!(
+            "{field}: must be at least 16 characters"
+        )));
     }
     Ok(secret.into_bytes())
 }
@@ -399,7 +433,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        Config::from_toml_str(text).expect_err("config should be rejected").to_string()
+        Config::from_toml_str(text)
+            .expect_err("config should be rejected")
+            .to_string()
     }
 
     #[test]
@@ -433,9 +469,13 @@ mod tests {
         assert!(lat.contains("regions[0].lat"), "{lat}");
         let main = err("main_region = \"nowhere\"");
         assert!(main.contains("main_region"), "{main}");
-        let edge = err("main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 0.0\nlon = 0.0\nedges = [\"ftp://x\"]\n");
+        let edge = err(
+            "main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 0.0\nlon = 0.0\nedges = [\"ftp://x\"]\n",
+        );
         assert!(edge.contains("regions[0].edges[0]"), "{edge}");
-        let bucket = err("main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 0.0\nlon = 0.0\nbucket = \"UP\"\n");
+        let bucket = err(
+            "main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 0.0\nlon = 0.0\nbucket = \"UP\"\n",
+        );
         assert!(bucket.contains("regions[0].bucket"), "{bucket}");
         let ttl = err("[signing]\nttl_seconds = 0\n");
         assert!(ttl.contains("signing.ttl_seconds"), "{ttl}");
@@ -458,13 +498,26 @@ mod tests {
         assert_eq!(config.storage.gcs_endpoint, "http://127.0.0.1:4443");
         assert_eq!(config.auth.secret().expect("secret"), b"0123456789abcdef");
         let bad = config.apply_env(|key| (key == "MERIDIAN_STORAGE_BACKEND").then(|| "s3".into()));
-        assert!(bad.expect_err("unknown backend").to_string().contains("MERIDIAN_STORAGE_BACKEND"));
+        assert!(
+            bad.expect_err("unknown backend")
+                .to_string()
+                .contains("MERIDIAN_STORAGE_BACKEND")
+        );
     }
 
     #[test]
     fn short_or_missing_secrets_are_refused() {
-        let auth = AuthConfig { jwt_secret: Some("short".into()), jwt_secret_file: None };
+        let auth = AuthConfig {
+            jwt_secret: Some("short".into()),
+            jwt_secret_file: None,
+        };
         assert!(auth.secret().is_err());
-        assert!(AuthConfig::default().secret().expect_err("missing").to_string().contains("auth.jwt_secret"));
+        assert!(
+            AuthConfig::default()
+                .secret()
+                .expect_err("missing")
+                .to_string()
+                .contains("auth.jwt_secret")
+        );
     }
 }

@@ -79,7 +79,10 @@ impl IntoResponse for Error {
         let status = self.http_status();
         let message = if status.is_server_error() {
             tracing::error!(cause = %self, status = status.as_u16(), "request failed");
-            status.canonical_reason().unwrap_or("server error").to_string()
+            status
+                .canonical_reason()
+                .unwrap_or("server error")
+                .to_string()
         } else {
             self.to_string()
         };
@@ -106,9 +109,21 @@ mod tests {
 
     #[test]
     fn client_errors_map_to_4xx() {
-        assert_eq!(Error::InvalidName("x".into()).http_status(), StatusCode::BAD_REQUEST);
-        assert_eq!(Error::Forbidden("x".into()).http_status(), StatusCode::FORBIDDEN);
-        assert_eq!(Error::NotFound("x".into()).http_status(), StatusCode::NOT_FOUND);
-        assert_eq!(Error::PreconditionFailed("x".into()).http_status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            Error::InvalidName("x".into()).http_status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            Error::Forbidden("x".into()).http_status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            Error::NotFound("x".into()).http_status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            Error::PreconditionFailed("x".into()).http_status(),
+            StatusCode::PRECONDITION_FAILED
+        );
     }
 }

@@ -29,7 +29,9 @@ impl StorageEventKind {
 
     /// Parses a CloudEvent `type`; other types are not storage object changes.
     pub fn from_type(ty: &str) -> Option<StorageEventKind> {
-        [StorageEventKind::Finalized, StorageEventKind::Deleted].into_iter().find(|k| k.as_str() == ty)
+        [StorageEventKind::Finalized, StorageEventKind::Deleted]
+            .into_iter()
+            .find(|k| k.as_str() == ty)
     }
 }
 
@@ -104,15 +106,30 @@ impl StorageObjectData {
 const CE_HEADER: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
 
 /// The headers of a binary-mode CloudEvent for `data`, as Eventarc sends them.
-pub fn binary_mode_headers(kind: StorageEventKind, data: &StorageObjectData) -> Vec<(&'static str, String)> {
+pub fn binary_mode_headers(
+    kind: StorageEventKind,
+    data: &StorageObjectData,
+) -> Vec<(&'static str, String)> {
     vec![
         ("content-type", "application/json".to_string()),
         ("ce-specversion", "1.0".to_string()),
         ("ce-id", uuid::Uuid::new_v4().to_string()),
         ("ce-type", kind.as_str().to_string()),
-        ("ce-source", format!("//storage.googleapis.com/projects/_/buckets/{}", data.bucket)),
-        ("ce-subject", format!("objects/{}", utf8_percent_encode(&data.name, CE_HEADER))),
-        ("ce-time", Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+        (
+            "ce-source",
+            format!(
+                "//storage.googleapis.com/projects/_/buckets/{}",
+                data.bucket
+            ),
+        ),
+        (
+            "ce-subject",
+            format!("objects/{}", utf8_percent_encode(&data.name, CE_HEADER)),
+        ),
+        (
+            "ce-time",
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        ),
     ]
 }
 
@@ -144,12 +161,14 @@ mod tests {
 
     #[test]
     fn accepts_64_bit_fields_as_strings_or_numbers() {
-        let as_strings: StorageObjectData =
-            serde_json::from_str(r#"{"bucket":"b","name":"n","generation":"1587627537231057","size":"352"}"#)
-                .expect("strings");
-        let as_numbers: StorageObjectData =
-            serde_json::from_str(r#"{"bucket":"b","name":"n","generation":1587627537231057,"size":352}"#)
-                .expect("numbers");
+        let as_strings: StorageObjectData = serde_json::from_str(
+            r#"{"bucket":"b","name":"n","generation":"1587627537231057","size":"352"}"#,
+        )
+        .expect("strings");
+        let as_numbers: StorageObjectData = serde_json::from_str(
+            r#"{"bucket":"b","name":"n","generation":1587627537231057,"size":352}"#,
+        )
+        .expect("numbers");
         assert_eq!(as_strings, as_numbers);
         assert_eq!(as_strings.generation, 1_587_627_537_231_057);
         let json = serde_json::to_value(&as_strings).expect("serialize");
@@ -161,7 +180,10 @@ mod tests {
         for kind in [StorageEventKind::Finalized, StorageEventKind::Deleted] {
             assert_eq!(StorageEventKind::from_type(kind.as_str()), Some(kind));
         }
-        assert_eq!(StorageEventKind::from_type("google.cloud.storage.object.v1.archived"), None);
+        assert_eq!(
+            StorageEventKind::from_type("google.cloud.storage.object.v1.archived"),
+            None
+        );
     }
 
     #[test]
@@ -180,7 +202,11 @@ mod tests {
             },
         );
         let headers = binary_mode_headers(StorageEventKind::Finalized, &data);
-        let subject = &headers.iter().find(|(k, _)| *k == "ce-subject").expect("subject").1;
+        let subject = &headers
+            .iter()
+            .find(|(k, _)| *k == "ce-subject")
+            .expect("subject")
+            .1;
         assert_eq!(subject, "objects/dir/na%C3%AFve%20file%22.txt");
     }
 }

@@ -11,7 +11,9 @@ use crate::server::{self, ServeOptions};
 /// The port Cloud Run tells the service to listen on.
 pub fn port_from_env() -> Result<u16> {
     match std::env::var("PORT") {
-        Ok(text) => text.parse().map_err(|_| Error::Config(format!("PORT: {text:?} is not a port number"))),
+        Ok(text) => text
+            .parse()
+            .map_err(|_| Error::Config(format!("PORT: {text:?} is not a port number"))),
         Err(_) => Ok(8080),
     }
 }
@@ -36,7 +38,14 @@ pub async fn run(service: &str, router: Router) -> Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port_from_env()?));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(service, %addr, "listening");
-    server::serve(listener, router, None, ServeOptions::default(), shutdown_signal()).await?;
+    server::serve(
+        listener,
+        router,
+        None,
+        ServeOptions::default(),
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!(service, "stopped");
     Ok(())
 }

@@ -28,7 +28,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod tls;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use error::{Error, Result};
-pub use clock::Clock;
 pub use storage::{Bucket, ObjectMeta, ObjectName};

@@ -57,7 +57,10 @@ impl Location {
 impl Region {
     /// This region's location.
     pub fn location(&self) -> Location {
-        Location { lat: self.lat, lon: self.lon }
+        Location {
+            lat: self.lat,
+            lon: self.lon,
+        }
     }
 }
 
@@ -95,8 +98,10 @@ pub fn default_bucket_name(region: &str) -> String {
 
 /// Regions ordered nearest first from `from`; ties keep catalog order.
 pub fn by_distance<'a>(regions: &'a [Region], from: &Location) -> Vec<&'a Region> {
-    let mut ordered: Vec<(f64, &Region)> =
-        regions.iter().map(|r| (from.distance_km(&r.location()), r)).collect();
+    let mut ordered: Vec<(f64, &Region)> = regions
+        .iter()
+        .map(|r| (from.distance_km(&r.location()), r))
+        .collect();
     ordered.sort_by(|a, b| a.0.total_cmp(&b.0));
     ordered.into_iter().map(|(_, r)| r).collect()
 }
@@ -115,8 +120,14 @@ mod tests {
 
     #[test]
     fn london_to_frankfurt_is_about_640_km() {
-        let london = Location { lat: 51.5085, lon: -0.1257 };
-        let frankfurt = Location { lat: 50.1155, lon: 8.6842 };
+        let london = Location {
+            lat: 51.5085,
+            lon: -0.1257,
+        };
+        let frankfurt = Location {
+            lat: 50.1155,
+            lon: 8.6842,
+        };
         let d = london.distance_km(&frankfurt);
         assert!((630.0..650.0).contains(&d), "{d}");
     }
@@ -124,15 +135,42 @@ mod tests {
     #[test]
     fn paris_orders_london_then_frankfurt_then_madrid() {
         let catalog = default_catalog();
-        let paris = Location { lat: 48.8566, lon: 2.3522 };
-        let names: Vec<_> = by_distance(&catalog, &paris).iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(&names[..3], ["europe-west2", "europe-west3", "europe-southwest1"]);
+        let paris = Location {
+            lat: 48.8566,
+            lon: 2.3522,
+        };
+        let names: Vec<_> = by_distance(&catalog, &paris)
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(
+            &names[..3],
+            ["europe-west2", "europe-west3", "europe-southwest1"]
+        );
     }
 
     #[test]
     fn invalid_locations_are_rejected() {
-        assert!(!Location { lat: 91.0, lon: 0.0 }.is_valid());
-        assert!(!Location { lat: 0.0, lon: f64::NAN }.is_valid());
-        assert!(Location { lat: -90.0, lon: 180.0 }.is_valid());
+        assert!(
+            !Location {
+                lat: 91.0,
+                lon: 0.0
+            }
+            .is_valid()
+        );
+        assert!(
+            !Location {
+                lat: 0.0,
+                lon: f64::NAN
+            }
+            .is_valid()
+        );
+        assert!(
+            Location {
+                lat: -90.0,
+                lon: 180.0
+            }
+            .is_valid()
+        );
     }
 }

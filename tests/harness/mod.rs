@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 /// `../shared/testdata/<relative>`, beside the repository root.
 pub fn testdata(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata")
+        .join(relative)
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so payloads are not trivially

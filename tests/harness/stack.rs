@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use meridian_cli::stack::{self, LocalSecrets, trusting_client};
 use meridian_cli::{Ports, RunningStack, StackOptions};
+use meridian_shared::Config;
 use meridian_shared::auth::{self, TokenScope};
 use meridian_shared::tls::DevCa;
-use meridian_shared::Config;
 
 /// A running stack and what tests need to talk to it.
 pub struct TestStack {
@@ -27,9 +27,13 @@ impl TestStack {
     pub async fn start() -> TestStack {
         let parent = tempfile::tempdir().expect("tempdir");
         let data_dir = parent.path().join("data");
-        let stack = stack::start(StackOptions { data_dir: data_dir.clone(), ports: Ports::Ephemeral, config: Config::default() })
-            .await
-            .expect("stack starts");
+        let stack = stack::start(StackOptions {
+            data_dir: data_dir.clone(),
+            ports: Ports::Ephemeral,
+            config: Config::default(),
+        })
+        .await
+        .expect("stack starts");
         let http = trusting_client(&DevCa::load_or_create(&data_dir).expect("ca")).expect("client");
         let token = auth::mint(
             TestStack::jwt_secret_of(&data_dir).as_bytes(),
@@ -39,7 +43,12 @@ impl TestStack {
             Duration::from_secs(600),
         )
         .expect("token");
-        TestStack { stack, http, token, parent }
+        TestStack {
+            stack,
+            http,
+            token,
+            parent,
+        }
     }
 
     /// The data folder.
@@ -54,11 +63,18 @@ impl TestStack {
 
     /// The stack's signed-URL HMAC secret.
     pub fn hmac_secret(&self) -> String {
-        LocalSecrets::load_or_create(&self.data_dir()).expect("secrets").hmac
+        LocalSecrets::load_or_create(&self.data_dir())
+            .expect("secrets")
+            .hmac
     }
 
     /// Asks sign for an upload URL; returns the response.
-    pub async fn sign(&self, name: &str, content_type: &str, token: Option<&str>) -> reqwest::Response {
+    pub async fn sign(
+        &self,
+        name: &str,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = self
             .http
             .post(format!("{}/v1/uploads", self.stack.info().sign))
@@ -72,7 +88,12 @@ impl TestStack {
     /// Asks sign for an upload URL and returns `(url, content_type)`.
     pub async fn ticket(&self, name: &str, content_type: &str) -> String {
         let response = self.sign(name, content_type, Some(&self.token)).await;
-        assert_eq!(response.status(), 200, "sign refused: {}", response.text().await.unwrap_or_default());
+        assert_eq!(
+            response.status(),
+            200,
+            "sign refused: {}",
+            response.text().await.unwrap_or_default()
+        );
         let ticket: serde_json::Value = response.json().await.expect("json");
         assert_eq!(ticket["method"], "PUT");
         assert_eq!(ticket["headers"]["content-type"], content_type);
@@ -81,12 +102,23 @@ impl TestStack {
 
     /// PUTs `body` to a signed URL.
     pub async fn upload(&self, url: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        self.http.put(url).header("content-type", content_type).body(body).send().await.expect("gateway answers")
+        self.http
+            .put(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("gateway answers")
     }
 
     /// Every bucket of the stack (main first).
     pub fn bucket_names(&self) -> Vec<String> {
-        self.stack.config().regions.iter().map(|r| r.bucket.clone()).collect()
+        self.stack
+            .config()
+            .regions
+            .iter()
+            .map(|r| r.bucket.clone())
+            .collect()
     }
 
     /// Whether any bucket holds `name`.
@@ -95,8 +127,13 @@ impl TestStack {
         let object = meridian_shared::ObjectName::new(name).expect("name");
         let mut holding = Vec::new();
         for bucket_name in self.bucket_names() {
-            let bucket = meridian_shared::storage::LocalBucket::open(&root, &bucket_name).await.expect("open");
-            if meridian_shared::Bucket::head(&bucket, &object).await.is_ok() {
+            let bucket = meridian_shared::storage::LocalBucket::open(&root, &bucket_name)
+                .await
+                .expect("open");
+            if meridian_shared::Bucket::head(&bucket, &object)
+                .await
+                .is_ok()
+            {
                 holding.push(bucket_name);
             }
         }

@@ -25,7 +25,12 @@ pub struct GetReport {
 
 /// Downloads `name` into `output` (stdout when `None`). `location` is an optional
 /// (lat, lon) to ask boot about.
-pub async fn get(client: &Client, name: &str, output: Option<&Path>, location: Option<(f64, f64)>) -> Result<GetReport> {
+pub async fn get(
+    client: &Client,
+    name: &str,
+    output: Option<&Path>,
+    location: Option<(f64, f64)>,
+) -> Result<GetReport> {
     let edges = EdgeList::fetch(client, location).await?;
     let mut tried = Vec::new();
     for edge in &edges.edges {
@@ -42,24 +47,42 @@ pub async fn get(client: &Client, name: &str, output: Option<&Path>, location: O
             }
         };
         let response = check("edge", response).await?;
-        let cache = response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+        let cache = response
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
         let size = write_body(response, name, output).await?;
-        return Ok(GetReport { size, region: edge.region.clone(), edge: edge.url.clone(), cache });
+        return Ok(GetReport {
+            size,
+            region: edge.region.clone(),
+            edge: edge.url.clone(),
+            cache,
+        });
     }
-    Err(CliError::NoEdgeAnswered { name: name.to_string(), tried: tried.join("; ") })
+    Err(CliError::NoEdgeAnswered {
+        name: name.to_string(),
+        tried: tried.join("; "),
+    })
 }
 
 /// Streams the body to `output` through a temporary sibling file (renamed when
 /// complete, so a failed download never leaves a partial file), or to stdout.
 async fn write_body(response: reqwest::Response, name: &str, output: Option<&Path>) -> Result<u64> {
-    let bar = progress_bar(response.content_length().unwrap_or(0), format!("get {name}"));
+    let bar = progress_bar(
+        response.content_length().unwrap_or(0),
+        format!("get {name}"),
+    );
     let mut stream = response.bytes_stream();
     let mut written = 0u64;
     match output {
         Some(path) => {
             let tmp = path.with_file_name(format!(
                 ".{}.part",
-                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ));
             let mut file = tokio::fs::File::create(&tmp).await?;
             let copied = async {

@@ -40,7 +40,11 @@ impl Client {
         let info = StackInfo::read(data_dir)?;
         let ca = DevCa::load_or_create(data_dir)?;
         let http = trusting_client(&ca)?;
-        let health = http.get(format!("{}/healthz", info.boot)).timeout(Duration::from_secs(3)).send().await;
+        let health = http
+            .get(format!("{}/healthz", info.boot))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
         if !health.is_ok_and(|r| r.status().is_success()) {
             return Err(CliError::StackUnreachable(info.boot.clone()));
         }
@@ -48,7 +52,13 @@ impl Client {
             Ok(token) => token,
             Err(_) => {
                 let secret = LocalSecrets::load_or_create(data_dir)?.jwt;
-                auth::mint(secret.as_bytes(), "meridian-cli", &[TokenScope::Publish], auth::unix_now(), Duration::from_secs(600))?
+                auth::mint(
+                    secret.as_bytes(),
+                    "meridian-cli",
+                    &[TokenScope::Publish],
+                    auth::unix_now(),
+                    Duration::from_secs(600),
+                )?
             }
         };
         Ok(Client { http, info, token })
@@ -71,7 +81,11 @@ async fn check(service: &'static str, response: reqwest::Response) -> Result<req
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .unwrap_or(text);
-    Err(CliError::Remote { service, status, message })
+    Err(CliError::Remote {
+        service,
+        status,
+        message,
+    })
 }
 
 /// A byte-progress bar on stderr (drawn only when stderr is a terminal).
@@ -81,5 +95,7 @@ fn progress_bar(total: u64, message: String) -> indicatif::ProgressBar {
     )
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
     .progress_chars("=> ");
-    indicatif::ProgressBar::new(total).with_style(style).with_message(message)
+    indicatif::ProgressBar::new(total)
+        .with_style(style)
+        .with_message(message)
 }

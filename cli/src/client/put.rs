@@ -35,9 +35,15 @@ struct Ticket {
 pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<PutReport> {
     let name = match name {
         Some(name) => name.to_string(),
-        None => file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        None => file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     };
-    let content_type = mime_guess::from_path(file).first_or_octet_stream().essence_str().to_string();
+    let content_type = mime_guess::from_path(file)
+        .first_or_octet_stream()
+        .essence_str()
+        .to_string();
     let size = tokio::fs::metadata(file).await?.len();
 
     let response = client
@@ -51,13 +57,20 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
 
     let bar = progress_bar(size, format!("put {name}"));
     let counter = bar.clone();
-    let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::open(file).await?, 256 * 1024)
-        .inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
-    let mut request = client.http.put(&ticket.url).header(reqwest::header::CONTENT_LENGTH, size);
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::open(file).await?, 256 * 1024)
+            .inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+    let mut request = client
+        .http
+        .put(&ticket.url)
+        .header(reqwest::header::CONTENT_LENGTH, size);
     for (header, value) in &ticket.headers {
         request = request.header(header, value);
     }
-    let response = request.body(reqwest::Body::wrap_stream(stream)).send().await?;
+    let response = request
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await?;
     let report = check("upload", response).await?.json().await?;
     bar.finish_and_clear();
     Ok(report)

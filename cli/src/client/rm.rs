@@ -9,7 +9,11 @@ use crate::error::Result;
 pub async fn rm(client: &Client, name: &str) -> Result<()> {
     let response = client
         .http
-        .delete(format!("{}/v1/objects/{}", client.info.delete, encode_path(name)))
+        .delete(format!(
+            "{}/v1/objects/{}",
+            client.info.delete,
+            encode_path(name)
+        ))
         .bearer_auth(&client.token)
         .send()
         .await?;

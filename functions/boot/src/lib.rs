@@ -36,7 +36,10 @@ impl BootState {
     /// State for the regions and boot settings of `config`.
     pub fn new(config: &Config) -> BootState {
         BootState {
-            picker: Arc::new(EdgePicker::new(config.regions.clone(), config.boot.fallback_regions)),
+            picker: Arc::new(EdgePicker::new(
+                config.regions.clone(),
+                config.boot.fallback_regions,
+            )),
             default_location: config.boot.default_location,
             ttl_seconds: config.boot.ttl_seconds,
         }
@@ -93,7 +96,11 @@ async fn edges(
         edges.truncate(count);
     }
     Ok(Json(EdgesResponse {
-        client: ClientLocation { lat: location.lat, lon: location.lon, source: source.as_str() },
+        client: ClientLocation {
+            lat: location.lat,
+            lon: location.lon,
+            source: source.as_str(),
+        },
         edges,
         ttl_seconds: state.ttl_seconds,
     }))

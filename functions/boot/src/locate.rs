@@ -46,7 +46,9 @@ impl LocationQuery {
                 let lon = parse_degrees("lon", lon, 180.0)?;
                 Ok((Location { lat, lon }, LocationSource::Query))
             }
-            _ => Err(Error::BadRequest("lat and lon must be given together".into())),
+            _ => Err(Error::BadRequest(
+                "lat and lon must be given together".into(),
+            )),
         }
     }
 
@@ -58,7 +60,9 @@ impl LocationQuery {
                 text.parse::<usize>()
                     .ok()
                     .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| Error::BadRequest(format!("count: {text:?} is not a number from 1 to 100")))
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!("count: {text:?} is not a number from 1 to 100"))
+                    })
             })
             .transpose()
     }
@@ -68,17 +72,28 @@ fn parse_degrees(field: &str, text: &str, limit: f64) -> Result<f64, Error> {
     text.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && (-limit..=limit).contains(v))
-        .ok_or_else(|| Error::BadRequest(format!("{field}: {text:?} is not a number from -{limit} to {limit}")))
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "{field}: {text:?} is not a number from -{limit} to {limit}"
+            ))
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MADRID: Location = Location { lat: 40.4165, lon: -3.7026 };
+    const MADRID: Location = Location {
+        lat: 40.4165,
+        lon: -3.7026,
+    };
 
     fn query(lat: Option<&str>, lon: Option<&str>) -> LocationQuery {
-        LocationQuery { lat: lat.map(Into::into), lon: lon.map(Into::into), count: None }
+        LocationQuery {
+            lat: lat.map(Into::into),
+            lon: lon.map(Into::into),
+            count: None,
+        }
     }
 
     #[test]
@@ -98,7 +113,13 @@ mod tests {
 
     #[test]
     fn count_is_bounded() {
-        let with = |c: &str| LocationQuery { count: Some(c.into()), ..Default::default() }.count();
+        let with = |c: &str| {
+            LocationQuery {
+                count: Some(c.into()),
+                ..Default::default()
+            }
+            .count()
+        };
         assert_eq!(with("3").expect("ok"), Some(3));
         assert!(with("0").is_err());
         assert!(with("101").is_err());

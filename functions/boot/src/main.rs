@@ -4,7 +4,9 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     meridian_shared::function::main("boot", |config| async move {
-        Ok(meridian_boot::router(meridian_boot::BootState::new(&config)))
+        Ok(meridian_boot::router(meridian_boot::BootState::new(
+            &config,
+        )))
     })
     .await?;
     Ok(())

@@ -19,23 +19,44 @@ pub struct EdgePicker {
 impl EdgePicker {
     /// A picker over `regions` (regions without edges are skipped).
     pub fn new(regions: Vec<Region>, fallback_regions: usize) -> EdgePicker {
-        let regions: Vec<Region> = regions.into_iter().filter(|r| !r.edges.is_empty()).collect();
+        let regions: Vec<Region> = regions
+            .into_iter()
+            .filter(|r| !r.edges.is_empty())
+            .collect();
         let cursors = regions.iter().map(|_| AtomicUsize::new(0)).collect();
-        EdgePicker { regions, cursors, fallback_regions }
+        EdgePicker {
+            regions,
+            cursors,
+            fallback_regions,
+        }
     }
 
     /// The edges to try from `location`, in order.
     pub fn pick(&self, location: &Location) -> Vec<EdgeEntry> {
         let ordered = regions::by_distance(&self.regions, location);
         let mut picked = Vec::new();
-        for (rank, region) in ordered.into_iter().take(1 + self.fallback_regions).enumerate() {
-            let index = self.regions.iter().position(|r| r.name == region.name).unwrap_or(0);
+        for (rank, region) in ordered
+            .into_iter()
+            .take(1 + self.fallback_regions)
+            .enumerate()
+        {
+            let index = self
+                .regions
+                .iter()
+                .position(|r| r.name == region.name)
+                .unwrap_or(0);
             let start = self.cursors[index].fetch_add(1, Ordering::Relaxed) % region.edges.len();
-            let rotated = region.edges.iter().cycle().skip(start).take(region.edges.len());
+            let rotated = region
+                .edges
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(region.edges.len());
             let take = if rank == 0 { region.edges.len() } else { 1 };
-            picked.extend(
-                rotated.take(take).map(|url| EdgeEntry { region: region.name.clone(), url: url.clone() }),
-            );
+            picked.extend(rotated.take(take).map(|url| EdgeEntry {
+                region: region.name.clone(),
+                url: url.clone(),
+            }));
         }
         picked
     }
@@ -82,7 +103,10 @@ mod tests {
     #[test]
     fn nearest_region_rotates_across_calls() {
         let picker = picker();
-        let here = Location { lat: 0.0, lon: -1.0 };
+        let here = Location {
+            lat: 0.0,
+            lon: -1.0,
+        };
         let firsts: Vec<String> = (0..4).map(|_| picker.pick(&here)[0].url.clone()).collect();
         assert_eq!(firsts, ["n1", "n2", "n3", "n1"]);
     }

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get};
-use axum::Router;
 use meridian_shared::auth::{TokenScope, TokenVerifier};
 use meridian_shared::{Bucket, ObjectName, Result};
 
@@ -23,7 +23,10 @@ pub struct DeleteState {
 impl DeleteState {
     /// State deleting from `main_bucket`, authorising with `jwt_secret`.
     pub fn new(main_bucket: Arc<dyn Bucket>, jwt_secret: &[u8]) -> DeleteState {
-        DeleteState { bucket: main_bucket, tokens: TokenVerifier::new(jwt_secret) }
+        DeleteState {
+            bucket: main_bucket,
+            tokens: TokenVerifier::new(jwt_secret),
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 async fn main() -> anyhow::Result<()> {
     meridian_shared::function::main("delete", |config| async move {
         let bucket = meridian_shared::storage::open(&config, &config.main().bucket).await?;
-        Ok(meridian_delete::router(meridian_delete::DeleteState::new(bucket, &config.auth.secret()?)))
+        Ok(meridian_delete::router(meridian_delete::DeleteState::new(
+            bucket,
+            &config.auth.secret()?,
+        )))
     })
     .await?;
     Ok(())

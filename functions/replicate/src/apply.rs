@@ -37,7 +37,11 @@ impl Outcome {
 }
 
 /// Applies `change` to `replica`.
-pub async fn apply(change: &StorageChange, main: &dyn Bucket, replica: &dyn Bucket) -> Result<Outcome> {
+pub async fn apply(
+    change: &StorageChange,
+    main: &dyn Bucket,
+    replica: &dyn Bucket,
+) -> Result<Outcome> {
     for _ in 0..MAX_ATTEMPTS {
         let attempt = match change.kind {
             StorageEventKind::Finalized => copy_if_newer(change, main, replica).await,
@@ -48,7 +52,10 @@ pub async fn apply(change: &StorageChange, main: &dyn Bucket, replica: &dyn Buck
             other => return other,
         }
     }
-    Err(Error::Upstream(format!("{}: kept racing concurrent updates", change.name)))
+    Err(Error::Upstream(format!(
+        "{}: kept racing concurrent updates",
+        change.name
+    )))
 }
 
 /// The main-bucket generation a regional copy holds (0 if it does not say, so a
@@ -57,7 +64,10 @@ fn source_generation(meta: &ObjectMeta) -> i64 {
     meta.copied_from_generation().unwrap_or(0)
 }
 
-async fn head_if_present(bucket: &dyn Bucket, name: &meridian_shared::ObjectName) -> Result<Option<ObjectMeta>> {
+async fn head_if_present(
+    bucket: &dyn Bucket,
+    name: &meridian_shared::ObjectName,
+) -> Result<Option<ObjectMeta>> {
     match bucket.head(name).await {
         Ok(meta) => Ok(Some(meta)),
         Err(Error::NotFound(_)) => Ok(None),
@@ -65,9 +75,16 @@ async fn head_if_present(bucket: &dyn Bucket, name: &meridian_shared::ObjectName
     }
 }
 
-async fn copy_if_newer(change: &StorageChange, main: &dyn Bucket, replica: &dyn Bucket) -> Result<Outcome> {
+async fn copy_if_newer(
+    change: &StorageChange,
+    main: &dyn Bucket,
+    replica: &dyn Bucket,
+) -> Result<Outcome> {
     let current = head_if_present(replica, &change.name).await?;
-    if current.as_ref().is_some_and(|c| source_generation(c) >= change.data.generation) {
+    if current
+        .as_ref()
+        .is_some_and(|c| source_generation(c) >= change.data.generation)
+    {
         return Ok(Outcome::Unchanged);
     }
     // Copy whatever the main bucket holds now: it is this event's generation or a newer
@@ -83,11 +100,17 @@ async fn copy_if_newer(change: &StorageChange, main: &dyn Bucket, replica: &dyn 
             change.name, source.generation, change.data.generation
         )));
     }
-    if current.as_ref().is_some_and(|c| source_generation(c) >= source.generation) {
+    if current
+        .as_ref()
+        .is_some_and(|c| source_generation(c) >= source.generation)
+    {
         return Ok(Outcome::Unchanged);
     }
     let mut metadata = source.metadata.clone();
-    metadata.insert(SOURCE_GENERATION_KEY.to_string(), source.generation.to_string());
+    metadata.insert(
+        SOURCE_GENERATION_KEY.to_string(),
+        source.generation.to_string(),
+    );
     let options = PutOptions {
         content_type: source.content_type.clone(),
         cache_control: source.cache_control.clone(),

@@ -20,9 +20,8 @@ pub struct StorageChange {
 impl StorageChange {
     /// Reads `event`; errors are [`Error::BadRequest`] saying what is wrong.
     pub fn from_event(event: &Event) -> Result<StorageChange> {
-        let kind = StorageEventKind::from_type(event.ty()).ok_or_else(|| {
-            Error::BadRequest(format!("unsupported event type {:?}", event.ty()))
-        })?;
+        let kind = StorageEventKind::from_type(event.ty())
+            .ok_or_else(|| Error::BadRequest(format!("unsupported event type {:?}", event.ty())))?;
         let data: StorageObjectData = match event.data() {
             Some(Data::Binary(bytes)) => serde_json::from_slice(bytes),
             Some(Data::String(text)) => serde_json::from_str(text),
@@ -31,6 +30,11 @@ impl StorageChange {
         }
         .map_err(|e| Error::BadRequest(format!("event data is not StorageObjectData: {e}")))?;
         let name = ObjectName::new(data.name.clone())?;
-        Ok(StorageChange { event_id: event.id().to_string(), kind, name, data })
+        Ok(StorageChange {
+            event_id: event.id().to_string(),
+            kind,
+            name,
+            data,
+        })
     }
 }

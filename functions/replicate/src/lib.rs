@@ -30,8 +30,8 @@ use meridian_shared::{Bucket, Error, Result};
 use serde::Serialize;
 
 pub use apply::Outcome;
-pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use event::StorageChange;
+pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use purge::EdgePurger;
 
 /// Largest event body accepted; storage events are a few kilobytes.
@@ -56,8 +56,16 @@ pub struct ReplicateState {
 
 impl ReplicateState {
     /// State copying from `main` into `replicas`, purging through `purger`.
-    pub fn new(main: Arc<dyn Bucket>, replicas: Vec<Replica>, purger: EdgePurger) -> ReplicateState {
-        ReplicateState { main, replicas: Arc::new(replicas), purger }
+    pub fn new(
+        main: Arc<dyn Bucket>,
+        replicas: Vec<Replica>,
+        purger: EdgePurger,
+    ) -> ReplicateState {
+        ReplicateState {
+            main,
+            replicas: Arc::new(replicas),
+            purger,
+        }
     }
 
     /// State for a config: its main bucket, its regional buckets and all its edges.
@@ -66,7 +74,10 @@ impl ReplicateState {
         let mut replicas = Vec::new();
         for region in config.replica_regions() {
             let bucket = meridian_shared::storage::open(config, &region.bucket).await?;
-            replicas.push(Replica { region: region.name.clone(), bucket });
+            replicas.push(Replica {
+                region: region.name.clone(),
+                bucket,
+            });
         }
         let purger = EdgePurger::from_config(config)?;
         Ok(ReplicateState::new(main, replicas, purger))
@@ -102,7 +113,9 @@ pub fn router(state: ReplicateState) -> Router {
     Router::new()
         .route("/", post(handle_event))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_EVENT_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_EVENT_BYTES,
+        ))
         .with_state(state)
 }
 
@@ -119,21 +132,30 @@ async fn handle_event(
         )));
     }
     let outcomes = join_all(
-        state.replicas.iter().map(|replica| apply::apply(&change, state.main.as_ref(), replica.bucket.as_ref())),
+        state
+            .replicas
+            .iter()
+            .map(|replica| apply::apply(&change, state.main.as_ref(), replica.bucket.as_ref())),
     )
     .await;
     let mut regions = Vec::new();
     let mut failures = Vec::new();
     for (replica, outcome) in state.replicas.iter().zip(outcomes) {
         match outcome {
-            Ok(outcome) => regions.push(RegionReport { region: replica.region.clone(), outcome: outcome.as_str() }),
+            Ok(outcome) => regions.push(RegionReport {
+                region: replica.region.clone(),
+                outcome: outcome.as_str(),
+            }),
             Err(e) => failures.push(format!("{}: {e}", replica.region)),
         }
     }
     if !failures.is_empty() {
         // 503 makes Eventarc redeliver; the regions that succeeded will be no-ops then.
         tracing::error!(event = %change.event_id, object = %change.name, failures = ?failures, "replication incomplete");
-        return Err(Error::Upstream(format!("replication incomplete in {} regions", failures.len())));
+        return Err(Error::Upstream(format!(
+            "replication incomplete in {} regions",
+            failures.len()
+        )));
     }
     // Edges keep copies at least as new as the event's generation (they fetched the
     // new object already); for a deletion, the deleted generation goes too.

@@ -24,7 +24,11 @@ impl EdgePurger {
     /// Purges `edges` (base URLs) with tokens signed by `secret`; `http` must trust
     /// the edges' certificates.
     pub fn new(http: reqwest::Client, edges: Vec<String>, secret: Vec<u8>) -> EdgePurger {
-        EdgePurger { http, edges, secret }
+        EdgePurger {
+            http,
+            edges,
+            secret,
+        }
     }
 
     /// Every edge of every region in `config`, with a default HTTP client.
@@ -33,14 +37,24 @@ impl EdgePurger {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
-        let edges = config.regions.iter().flat_map(|r| r.edges.iter().cloned()).collect();
+        let edges = config
+            .regions
+            .iter()
+            .flat_map(|r| r.edges.iter().cloned())
+            .collect();
         Ok(EdgePurger::new(http, edges, config.auth.secret()?))
     }
 
     /// Tells every edge to drop copies of `name` older than generation `older_than`;
     /// returns how many edges were reached.
     pub async fn purge(&self, name: &ObjectName, older_than: i64) -> Result<usize> {
-        let token = auth::mint(&self.secret, "replicate", &[TokenScope::Purge], auth::unix_now(), Duration::from_secs(60))?;
+        let token = auth::mint(
+            &self.secret,
+            "replicate",
+            &[TokenScope::Purge],
+            auth::unix_now(),
+            Duration::from_secs(60),
+        )?;
         let body = serde_json::json!({ "name": name.as_str(), "older_than": older_than });
         let sends = self.edges.iter().map(|edge| {
             let request = self
@@ -55,7 +69,10 @@ impl EdgePurger {
             match result {
                 Ok(response) if response.status().is_success() => reached += 1,
                 Ok(response) => {
-                    return Err(Error::Upstream(format!("edge {edge} refused purge: {}", response.status())));
+                    return Err(Error::Upstream(format!(
+                        "edge {edge} refused purge: {}",
+                        response.status()
+                    )));
                 }
                 Err(e) if e.is_connect() => {
                     tracing::debug!(%edge, "edge not reachable; nothing cached there to purge");

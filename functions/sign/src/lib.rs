@@ -42,8 +42,13 @@ pub struct SignState {
 impl SignState {
     /// State from a config: the signing key it names, the main bucket, the endpoint.
     pub fn from_config(config: &Config, clock: Clock) -> Result<SignState> {
-        let key = match (&config.signing.hmac_access_id, &config.signing.service_account_file) {
-            (Some(access_id), _) => SigningKey::hmac(access_id.clone(), config.signing.hmac_secret()?),
+        let key = match (
+            &config.signing.hmac_access_id,
+            &config.signing.service_account_file,
+        ) {
+            (Some(access_id), _) => {
+                SigningKey::hmac(access_id.clone(), config.signing.hmac_secret()?)
+            }
             (None, Some(path)) => SigningKey::from_service_account_file(path)?,
             (None, None) => {
                 return Err(Error::Config(
@@ -93,7 +98,8 @@ async fn create_upload(
     let claims = state.tokens.authorize(&headers, TokenScope::Publish)?;
     let upload = UploadRequest::parse(&body)?;
     let now = (state.clock)();
-    let signed_headers = BTreeMap::from([("content-type".to_string(), upload.content_type.clone())]);
+    let signed_headers =
+        BTreeMap::from([("content-type".to_string(), upload.content_type.clone())]);
     let signed = signing::sign_url(
         &state.key,
         &SignRequest {

@@ -4,7 +4,8 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     meridian_shared::function::main("sign", |config| async move {
-        let state = meridian_sign::SignState::from_config(&config, meridian_shared::clock::system())?;
+        let state =
+            meridian_sign::SignState::from_config(&config, meridian_shared::clock::system())?;
         Ok(meridian_sign::router(state))
     })
     .await?;

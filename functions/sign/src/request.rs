@@ -23,12 +23,16 @@ struct RawUploadRequest {
 impl UploadRequest {
     /// Parses and validates a JSON body; errors say which field is wrong.
     pub fn parse(body: &[u8]) -> Result<UploadRequest> {
-        let raw: RawUploadRequest = serde_json::from_slice(body)
-            .map_err(|e| Error::BadRequest(format!("body must be JSON {{name, content_type}}: {e}")))?;
+        let raw: RawUploadRequest = serde_json::from_slice(body).map_err(|e| {
+            Error::BadRequest(format!("body must be JSON {{name, content_type}}: {e}"))
+        })?;
         let name = ObjectName::new(raw.name)?;
         name.check_servable()?;
         validate_content_type(&raw.content_type)?;
-        Ok(UploadRequest { name, content_type: raw.content_type })
+        Ok(UploadRequest {
+            name,
+            content_type: raw.content_type,
+        })
     }
 }
 
@@ -53,7 +57,11 @@ mod tests {
     use super::*;
 
     fn parse(name: &str, content_type: &str) -> Result<UploadRequest> {
-        UploadRequest::parse(serde_json::json!({"name": name, "content_type": content_type}).to_string().as_bytes())
+        UploadRequest::parse(
+            serde_json::json!({"name": name, "content_type": content_type})
+                .to_string()
+                .as_bytes(),
+        )
     }
 
     #[test]
@@ -64,10 +72,30 @@ mod tests {
 
     #[test]
     fn rejects_bad_fields_with_their_name() {
-        assert!(parse("a", "png").expect_err("bad type").to_string().contains("content_type"));
+        assert!(
+            parse("a", "png")
+                .expect_err("bad type")
+                .to_string()
+                .contains("content_type")
+        );
         assert!(parse("a", "text/plain\r\nx: y").is_err());
-        assert!(parse("../x", "text/plain").expect_err("bad name").to_string().contains("name"));
-        assert!(parse("healthz", "text/plain").expect_err("reserved").to_string().contains("reserved"));
-        assert!(UploadRequest::parse(b"{\"name\": 1}").expect_err("bad json").to_string().contains("JSON"));
+        assert!(
+            parse("../x", "text/plain")
+                .expect_err("bad name")
+                .to_string()
+                .contains("name")
+        );
+        assert!(
+            parse("healthz", "text/plain")
+                .expect_err("reserved")
+                .to_string()
+                .contains("reserved")
+        );
+        assert!(
+            UploadRequest::parse(b"{\"name\": 1}")
+                .expect_err("bad json")
+                .to_string()
+                .contains("JSON")
+        );
     }
 }

@@ -7,7 +7,11 @@ use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 /// Paths keep their slashes.
 const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
 
@@ -43,7 +47,9 @@ pub(crate) fn host_and_path(
     bucket: &str,
     object: Option<&str>,
 ) -> (String, String) {
-    let object_path = object.map(|o| format!("/{}", encode_path(o))).unwrap_or_default();
+    let object_path = object
+        .map(|o| format!("/{}", encode_path(o)))
+        .unwrap_or_default();
     match style {
         UrlStyle::Path => (host.to_string(), format!("/{bucket}{object_path}")),
         UrlStyle::VirtualHosted => (format!("{bucket}.{host}"), or_root(object_path)),
@@ -52,7 +58,11 @@ pub(crate) fn host_and_path(
 }
 
 fn or_root(path: String) -> String {
-    if path.is_empty() { "/".to_string() } else { path }
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    }
 }
 
 /// The credential scope of a signature: `YYYYMMDD/auto/storage/goog4_request`.
@@ -110,7 +120,11 @@ impl CanonicalRequest {
             .map(|(k, v)| (encode_query_component(k), encode_query_component(v)))
             .collect();
         encoded.sort();
-        let query = encoded.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+        let query = encoded
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
         let mut canonical_headers = String::new();
         for (name, value) in headers {
             let value = value.split_ascii_whitespace().collect::<Vec<_>>().join(" ");

@@ -18,8 +18,8 @@ pub enum SigningKey {
     Rsa {
         /// The account's e-mail, which is the credential id.
         client_email: String,
-        /// The key pair.
-        key: RsaKeyPair,
+        /// The key pair (boxed: it is large, and keys are few).
+        key: Box<RsaKeyPair>,
     },
     /// An HMAC key.
     Hmac {
@@ -33,7 +33,12 @@ pub enum SigningKey {
 impl fmt::Debug for SigningKey {
     // Never print key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKey({} {})", self.algorithm(), self.credential_id())
+        write!(
+            f,
+            "SigningKey({} {})",
+            self.algorithm(),
+            self.credential_id()
+        )
     }
 }
 
@@ -47,7 +52,10 @@ impl SigningKey {
     /// Reads a service account JSON key file.
     pub fn from_service_account_file(path: &Path) -> Result<SigningKey> {
         let text = std::fs::read(path).map_err(|e| {
-            Error::Config(format!("signing.service_account_file: cannot read {}: {e}", path.display()))
+            Error::Config(format!(
+                "signing.service_account_file: cannot read {}: {e}",
+                path.display()
+            ))
         })?;
         SigningKey::from_service_account_json(&text)
     }
@@ -59,16 +67,24 @@ impl SigningKey {
         let der = PrivateKeyDer::from_pem_slice(account.private_key.as_bytes())
             .map_err(|e| Error::Config(format!("service account key: private_key: {e}")))?;
         let PrivateKeyDer::Pkcs8(pkcs8) = der else {
-            return Err(Error::Config("service account key: private_key must be PKCS#8".into()));
+            return Err(Error::Config(
+                "service account key: private_key must be PKCS#8".into(),
+            ));
         };
         let key = RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der())
             .map_err(|e| Error::Config(format!("service account key: private_key: {e}")))?;
-        Ok(SigningKey::Rsa { client_email: account.client_email, key })
+        Ok(SigningKey::Rsa {
+            client_email: account.client_email,
+            key: Box::new(key),
+        })
     }
 
     /// An HMAC key.
     pub fn hmac(access_id: impl Into<String>, secret: impl Into<Vec<u8>>) -> SigningKey {
-        SigningKey::Hmac { access_id: access_id.into(), secret: secret.into() }
+        SigningKey::Hmac {
+            access_id: access_id.into(),
+            secret: secret.into(),
+        }
     }
 
     /// The algorithm name that goes into `X-Goog-Algorithm`.
@@ -92,8 +108,13 @@ impl SigningKey {
         match self {
             SigningKey::Rsa { key, .. } => {
                 let mut signature = vec![0; key.public().modulus_len()];
-                key.sign(&signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), string_to_sign, &mut signature)
-                    .map_err(|_| Error::Internal("RSA signing failed".into()))?;
+                key.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    string_to_sign,
+                    &mut signature,
+                )
+                .map_err(|_| Error::Internal("RSA signing failed".into()))?;
                 Ok(signature)
             }
             SigningKey::Hmac { secret, .. } => {
@@ -114,7 +135,8 @@ impl SigningKey {
             .is_ok(),
             SigningKey::Hmac { secret, .. } => {
                 // Constant-time comparison.
-                ring::hmac::verify(&hmac_signing_key(secret, scope), string_to_sign, signature).is_ok()
+                ring::hmac::verify(&hmac_signing_key(secret, scope), string_to_sign, signature)
+                    .is_ok()
             }
         }
     }
@@ -123,9 +145,12 @@ impl SigningKey {
 /// Derives the V4 HMAC signing key: GOOG4+secret → date → region → service → request.
 fn hmac_signing_key(secret: &[u8], scope: &Scope) -> ring::hmac::Key {
     let step = |key: &[u8], data: &str| {
-        ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), data.as_bytes())
-            .as_ref()
-            .to_vec()
+        ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+            data.as_bytes(),
+        )
+        .as_ref()
+        .to_vec()
     };
     let first = [b"GOOG4".as_slice(), secret].concat();
     let date = step(&first, &scope.date());

@@ -90,7 +90,10 @@ pub fn sign_url(key: &SigningKey, request: &SignRequest) -> Result<SignedUrl> {
 
     let mut query = request.query.clone();
     query.push(("X-Goog-Algorithm".into(), key.algorithm().into()));
-    query.push(("X-Goog-Credential".into(), format!("{}/{}", key.credential_id(), scope.as_str())));
+    query.push((
+        "X-Goog-Credential".into(),
+        format!("{}/{}", key.credential_id(), scope.as_str()),
+    ));
     query.push(("X-Goog-Date".into(), scope.timestamp_str()));
     query.push(("X-Goog-Expires".into(), request.expires_in.to_string()));
     query.push(("X-Goog-SignedHeaders".into(), signed_headers));
@@ -108,7 +111,11 @@ pub fn sign_url(key: &SigningKey, request: &SignRequest) -> Result<SignedUrl> {
         canonical.query(),
         hex::encode(signature)
     );
-    Ok(SignedUrl { url, canonical_request: canonical.text(), string_to_sign })
+    Ok(SignedUrl {
+        url,
+        canonical_request: canonical.text(),
+        string_to_sign,
+    })
 }
 
 /// Splits `host[:port]` into the host (signed) and `:port` (kept in the URL only).

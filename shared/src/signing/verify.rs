@@ -49,7 +49,9 @@ pub fn verify_request(
 
     let algorithm = param("X-Goog-Algorithm")?;
     if algorithm != key.algorithm() {
-        return Err(forbidden(format!("unsupported X-Goog-Algorithm {algorithm:?}")));
+        return Err(forbidden(format!(
+            "unsupported X-Goog-Algorithm {algorithm:?}"
+        )));
     }
     let credential = param("X-Goog-Credential")?;
     let (credential_id, credential_scope) = credential
@@ -63,7 +65,9 @@ pub fn verify_request(
         .and_utc();
     let scope = Scope::new(date);
     if credential_scope != scope.as_str() {
-        return Err(forbidden("X-Goog-Credential scope does not match X-Goog-Date".into()));
+        return Err(forbidden(
+            "X-Goog-Credential scope does not match X-Goog-Date".into(),
+        ));
     }
     let expires: u64 = param("X-Goog-Expires")?
         .parse()
@@ -72,10 +76,16 @@ pub fn verify_request(
         .ok_or_else(|| forbidden(format!("X-Goog-Expires must be 1 to {MAX_EXPIRES_SECONDS}")))?;
     let expires_at = date + TimeDelta::seconds(expires as i64);
     if now >= expires_at {
-        return Err(forbidden(format!("signed URL expired at {}", expires_at.to_rfc3339())));
+        return Err(forbidden(format!(
+            "signed URL expired at {}",
+            expires_at.to_rfc3339()
+        )));
     }
     if date > now + MAX_CLOCK_SKEW {
-        return Err(forbidden(format!("signed URL is not valid before {}", date.to_rfc3339())));
+        return Err(forbidden(format!(
+            "signed URL is not valid before {}",
+            date.to_rfc3339()
+        )));
     }
     let signature = hex::decode(param("X-Goog-Signature")?)
         .map_err(|_| forbidden("X-Goog-Signature is not hex".into()))?;
@@ -83,20 +93,33 @@ pub fn verify_request(
     let (bucket, object) = split_path(raw_path)?;
     let path = format!("/{bucket}/{}", encode_path(&object));
     let signed_headers = signed_header_values(param("X-Goog-SignedHeaders")?, headers)?;
-    let unsigned_query: Vec<(String, String)> =
-        query.iter().filter(|(k, _)| k != "X-Goog-Signature").cloned().collect();
+    let unsigned_query: Vec<(String, String)> = query
+        .iter()
+        .filter(|(k, _)| k != "X-Goog-Signature")
+        .cloned()
+        .collect();
 
     let matches = |method: &str| {
         let canonical = CanonicalRequest::new(method, &path, &unsigned_query, &signed_headers);
-        key.verify(&scope, canonical.string_to_sign(key.algorithm(), &scope).as_bytes(), &signature)
+        key.verify(
+            &scope,
+            canonical.string_to_sign(key.algorithm(), &scope).as_bytes(),
+            &signature,
+        )
     };
     if matches(method) {
-        return Ok(VerifiedRequest { bucket, object, expires_at });
+        return Ok(VerifiedRequest {
+            bucket,
+            object,
+            expires_at,
+        });
     }
     // Say why when we can: a valid signature for another method means a wrong method.
     for other in ["GET", "HEAD", "PUT", "POST", "DELETE"] {
         if other != method && matches(other) {
-            return Err(forbidden(format!("this URL was signed for {other}, not {method}")));
+            return Err(forbidden(format!(
+                "this URL was signed for {other}, not {method}"
+            )));
         }
     }
     Err(forbidden(
@@ -146,7 +169,9 @@ fn signed_header_values(list: &str, headers: &HeaderMap) -> Result<BTreeMap<Stri
             .filter_map(|v| v.to_str().ok())
             .collect();
         if present.is_empty() {
-            return Err(Error::Forbidden(format!("signed header {name:?} is missing from the request")));
+            return Err(Error::Forbidden(format!(
+                "signed header {name:?} is missing from the request"
+            )));
         }
         let mut value = present.join(",");
         if name == "host" {
@@ -155,14 +180,18 @@ fn signed_header_values(list: &str, headers: &HeaderMap) -> Result<BTreeMap<Stri
         values.insert(name, value);
     }
     if !values.contains_key("host") {
-        return Err(Error::Forbidden("X-Goog-SignedHeaders must include host".into()));
+        return Err(Error::Forbidden(
+            "X-Goog-SignedHeaders must include host".into(),
+        ));
     }
     Ok(values)
 }
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::Error as GcsError;
-use gcloud_storage::http::buckets::insert::{BucketCreationConfig, InsertBucketParam, InsertBucketRequest};
+use gcloud_storage::http::buckets::insert::{
+    BucketCreationConfig, InsertBucketParam, InsertBucketRequest,
+};
 use gcloud_storage::http::objects::Object;
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
@@ -51,19 +53,29 @@ impl GcsClient {
             ..ClientConfig::default()
         }
         .anonymous();
-        Ok(GcsClient { client: Client::new(config), http, endpoint })
+        Ok(GcsClient {
+            client: Client::new(config),
+            http,
+            endpoint,
+        })
     }
 
     /// A handle on one bucket.
     pub fn bucket(&self, name: &str) -> GcsBucket {
-        GcsBucket { client: self.clone(), name: name.to_string() }
+        GcsBucket {
+            client: self.clone(),
+            name: name.to_string(),
+        }
     }
 
     /// Creates a bucket; an existing bucket is fine.
     pub async fn create_bucket(&self, project: &str, name: &str) -> Result<()> {
         let request = InsertBucketRequest {
             name: name.to_string(),
-            param: InsertBucketParam { project: project.to_string(), ..Default::default() },
+            param: InsertBucketParam {
+                project: project.to_string(),
+                ..Default::default()
+            },
             bucket: BucketCreationConfig::default(),
         };
         match self.client.insert_bucket(&request).await {
@@ -105,7 +117,11 @@ fn to_meta(object: Object) -> ObjectMeta {
         cache_control: object.cache_control.filter(|c| !c.is_empty()),
         md5_hash: object.md5_hash.unwrap_or_default(),
         generation: object.generation,
-        updated: object.updated.map(SystemTime::from).map(Into::into).unwrap_or_else(chrono::Utc::now),
+        updated: object
+            .updated
+            .map(SystemTime::from)
+            .map(Into::into)
+            .unwrap_or_else(chrono::Utc::now),
         metadata: object.metadata.unwrap_or_default().into_iter().collect(),
     }
 }
@@ -116,7 +132,12 @@ impl super::Bucket for GcsBucket {
         &self.name
     }
 
-    async fn put(&self, name: &ObjectName, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {
+    async fn put(
+        &self,
+        name: &ObjectName,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
         let content_type = content_type_or_default(options.content_type);
         let boundary = format!("meridian-{}", uuid::Uuid::new_v4().simple());
         let metadata = serde_json::json!({
@@ -132,33 +153,47 @@ impl super::Bucket for GcsBucket {
         let stream = futures::stream::once(async move { Ok(Bytes::from(head)) })
             .chain(body)
             .chain(futures::stream::once(async move { Ok(Bytes::from(tail)) }));
-        let mut url = url::Url::parse(&format!("{}/upload/storage/v1/b/{}/o", self.client.endpoint, self.name))
-            .map_err(|e| Error::Config(format!("storage.gcs_endpoint: {e}")))?;
-        url.query_pairs_mut().append_pair("uploadType", "multipart").append_pair("name", name.as_str());
+        let mut url = url::Url::parse(&format!(
+            "{}/upload/storage/v1/b/{}/o",
+            self.client.endpoint, self.name
+        ))
+        .map_err(|e| Error::Config(format!("storage.gcs_endpoint: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("uploadType", "multipart")
+            .append_pair("name", name.as_str());
         if let Some(generation) = options.if_generation_match {
-            url.query_pairs_mut().append_pair("ifGenerationMatch", &generation.to_string());
+            url.query_pairs_mut()
+                .append_pair("ifGenerationMatch", &generation.to_string());
         }
         let response = self
             .client
             .http
             .post(url)
-            .header(http::header::CONTENT_TYPE, format!("multipart/related; boundary={boundary}"))
+            .header(
+                http::header::CONTENT_TYPE,
+                format!("multipart/related; boundary={boundary}"),
+            )
             .body(reqwest::Body::wrap_stream(stream))
             .send()
             .await
             .map_err(|e| Error::Upstream(format!("cloud storage upload of {name}: {e}")))?;
         match response.status().as_u16() {
             200..=299 => {}
-            412 => return Err(Error::PreconditionFailed(format!("{name}: generation precondition failed"))),
+            412 => {
+                return Err(Error::PreconditionFailed(format!(
+                    "{name}: generation precondition failed"
+                )));
+            }
             code => {
                 let text = response.text().await.unwrap_or_default();
-                return Err(Error::Upstream(format!("cloud storage upload of {name}: {code}: {text}")));
+                return Err(Error::Upstream(format!(
+                    "cloud storage upload of {name}: {code}: {text}"
+                )));
             }
         }
-        let object: Object = response
-            .json()
-            .await
-            .map_err(|e| Error::Upstream(format!("cloud storage upload of {name}: bad response: {e}")))?;
+        let object: Object = response.json().await.map_err(|e| {
+            Error::Upstream(format!("cloud storage upload of {name}: bad response: {e}"))
+        })?;
         Ok(to_meta(object))
     }
 
@@ -182,8 +217,17 @@ impl super::Bucket for GcsBucket {
     }
 
     async fn head(&self, name: &ObjectName) -> Result<ObjectMeta> {
-        let request = GetObjectRequest { bucket: self.name.clone(), object: name.to_string(), ..Default::default() };
-        let object = self.client.client.get_object(&request).await.map_err(|e| map_error(name.as_str(), e))?;
+        let request = GetObjectRequest {
+            bucket: self.name.clone(),
+            object: name.to_string(),
+            ..Default::default()
+        };
+        let object = self
+            .client
+            .client
+            .get_object(&request)
+            .await
+            .map_err(|e| map_error(name.as_str(), e))?;
         Ok(to_meta(object))
     }
 
@@ -201,7 +245,11 @@ impl super::Bucket for GcsBucket {
             if_generation_match,
             ..Default::default()
         };
-        self.client.client.delete_object(&request).await.map_err(|e| map_error(name.as_str(), e))
+        self.client
+            .client
+            .delete_object(&request)
+            .await
+            .map_err(|e| map_error(name.as_str(), e))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
@@ -214,7 +262,12 @@ impl super::Bucket for GcsBucket {
                 page_token: page_token.take(),
                 ..Default::default()
             };
-            let page = self.client.client.list_objects(&request).await.map_err(|e| map_error(prefix, e))?;
+            let page = self
+                .client
+                .client
+                .list_objects(&request)
+                .await
+                .map_err(|e| map_error(prefix, e))?;
             found.extend(page.items.unwrap_or_default().into_iter().map(to_meta));
             match page.next_page_token {
                 Some(token) if !token.is_empty() => page_token = Some(token),

@@ -40,7 +40,10 @@ impl LocalBucket {
         let dir = root.join(name);
         tokio::fs::create_dir_all(dir.join("tmp")).await?;
         tokio::fs::create_dir_all(dir.join("objects")).await?;
-        Ok(LocalBucket { name: name.to_string(), dir })
+        Ok(LocalBucket {
+            name: name.to_string(),
+            dir,
+        })
     }
 
     /// The folder that holds this bucket.
@@ -56,7 +59,10 @@ impl LocalBucket {
 
     /// Streams `body` into a private temporary file, returning its path, size and MD5.
     async fn stage(&self, mut body: ByteStream) -> Result<(PathBuf, u64, String)> {
-        let path = self.dir.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
+        let path = self
+            .dir
+            .join("tmp")
+            .join(format!("{}.part", uuid::Uuid::new_v4()));
         let staged = async {
             let mut file = tokio::fs::File::create(&path).await?;
             let (mut size, mut md5) = (0u64, Md5Hasher::default());
@@ -88,7 +94,11 @@ async fn locked<T: Send + 'static>(
 ) -> Result<T> {
     let lock_path = bucket_dir.join(".lock");
     tokio::task::spawn_blocking(move || {
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path)?;
         lock.lock()?;
         let result = step();
         drop(lock); // closing the file releases the lock
@@ -100,9 +110,9 @@ async fn locked<T: Send + 'static>(
 
 fn read_meta(object_dir: &Path) -> Result<Option<ObjectMeta>> {
     match std::fs::read(object_dir.join("meta.json")) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Internal(format!("corrupt metadata in {}: {e}", object_dir.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::Internal(format!("corrupt metadata in {}: {e}", object_dir.display()))
+        }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -129,14 +139,23 @@ impl super::Bucket for LocalBucket {
         &self.name
     }
 
-    async fn put(&self, name: &ObjectName, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {
+    async fn put(
+        &self,
+        name: &ObjectName,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
         let (staged, size, md5_hash) = self.stage(body).await?;
         let object_dir = self.object_dir(name);
         let name = name.clone();
         let staged_for_commit = staged.clone();
         let committed = locked(&self.dir, move || {
             let live = read_meta(&object_dir)?;
-            check_generation(&name, options.if_generation_match, live.as_ref().map(|m| m.generation))?;
+            check_generation(
+                &name,
+                options.if_generation_match,
+                live.as_ref().map(|m| m.generation),
+            )?;
             let meta = ObjectMeta {
                 name: name.to_string(),
                 size,
@@ -179,7 +198,9 @@ impl super::Bucket for LocalBucket {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Internal(format!("{name}: data kept changing while being opened")))
+        Err(Error::Internal(format!(
+            "{name}: data kept changing while being opened"
+        )))
     }
 
     async fn head(&self, name: &ObjectName) -> Result<ObjectMeta> {
@@ -211,10 +232,10 @@ impl super::Bucket for LocalBucket {
             let mut found = Vec::new();
             for fan in std::fs::read_dir(&objects)? {
                 for object_dir in std::fs::read_dir(fan?.path())? {
-                    if let Some(meta) = read_meta(&object_dir?.path())? {
-                        if meta.name.starts_with(&prefix) {
-                            found.push(meta);
-                        }
+                    if let Some(meta) = read_meta(&object_dir?.path())?
+                        && meta.name.starts_with(&prefix)
+                    {
+                        found.push(meta);
                     }
                 }
             }
@@ -227,7 +248,11 @@ impl super::Bucket for LocalBucket {
 }
 
 pub(crate) fn content_type_or_default(content_type: String) -> String {
-    if content_type.is_empty() { "application/octet-stream".to_string() } else { content_type }
+    if content_type.is_empty() {
+        "application/octet-stream".to_string()
+    } else {
+        content_type
+    }
 }
 
 #[cfg(test)]
@@ -238,27 +263,45 @@ mod tests {
     #[tokio::test]
     async fn a_failed_upload_leaves_nothing_behind() {
         let root = tempfile::tempdir().expect("tempdir");
-        let bucket = LocalBucket::open(root.path(), "b-test").await.expect("open");
+        let bucket = LocalBucket::open(root.path(), "b-test")
+            .await
+            .expect("open");
         let name = ObjectName::new("half").expect("name");
         let broken: ByteStream = Box::pin(futures::stream::iter(vec![
             Ok(bytes::Bytes::from_static(b"first half")),
             Err(std::io::Error::other("client went away")),
         ]));
-        assert!(bucket.put(&name, broken, PutOptions::default()).await.is_err());
+        assert!(
+            bucket
+                .put(&name, broken, PutOptions::default())
+                .await
+                .is_err()
+        );
         assert!(matches!(bucket.head(&name).await, Err(Error::NotFound(_))));
-        let leftovers = std::fs::read_dir(bucket.dir().join("tmp")).expect("tmp").count();
+        let leftovers = std::fs::read_dir(bucket.dir().join("tmp"))
+            .expect("tmp")
+            .count();
         assert_eq!(leftovers, 0, "the partial upload must be removed");
     }
 
     #[tokio::test]
     async fn names_never_become_paths() {
         let root = tempfile::tempdir().expect("tempdir");
-        let bucket = LocalBucket::open(&root.path().join("buckets"), "b-test").await.expect("open");
+        let bucket = LocalBucket::open(&root.path().join("buckets"), "b-test")
+            .await
+            .expect("open");
         let name = ObjectName::new("..%2F/evil/%2e%2e/x").expect("valid name");
-        bucket.put(&name, stream_from_bytes("x"), PutOptions::default()).await.expect("put");
+        bucket
+            .put(&name, stream_from_bytes("x"), PutOptions::default())
+            .await
+            .expect("put");
         // Everything written lives under the bucket's own folder.
         for entry in walk(root.path()) {
-            assert!(entry.starts_with(bucket.dir()), "{} escaped", entry.display());
+            assert!(
+                entry.starts_with(bucket.dir()),
+                "{} escaped",
+                entry.display()
+            );
         }
     }
 

@@ -22,13 +22,18 @@ pub struct MemoryBucket {
 impl MemoryBucket {
     /// An empty bucket called `name`.
     pub fn new(name: &str) -> MemoryBucket {
-        MemoryBucket { name: name.to_string(), objects: Arc::default() }
+        MemoryBucket {
+            name: name.to_string(),
+            objects: Arc::default(),
+        }
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (ObjectMeta, Bytes)>> {
         // A panic while holding the lock cannot leave the map half-updated (each
         // section is one insert or remove), so a poisoned lock is still usable.
-        self.objects.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.objects
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -38,7 +43,12 @@ impl super::Bucket for MemoryBucket {
         &self.name
     }
 
-    async fn put(&self, name: &ObjectName, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {
+    async fn put(
+        &self,
+        name: &ObjectName,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
         let data = collect(body).await?;
         let mut md5 = Md5Hasher::default();
         md5.update(&data);

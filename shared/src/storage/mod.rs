@@ -36,7 +36,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 
 /// Wraps bytes already in memory as a [`ByteStream`].
 pub fn stream_from_bytes(bytes: impl Into<Bytes>) -> ByteStream {
-    Box::pin(futures::stream::once(futures::future::ready(Ok(bytes.into()))))
+    Box::pin(futures::stream::once(futures::future::ready(Ok(
+        bytes.into()
+    ))))
 }
 
 /// Reads a whole stream into memory. Only for objects known to be small.
@@ -78,7 +80,9 @@ pub const SOURCE_GENERATION_KEY: &str = "meridian-source-generation";
 impl ObjectMeta {
     /// For a regional copy, the main-bucket generation it was copied from.
     pub fn copied_from_generation(&self) -> Option<i64> {
-        self.metadata.get(SOURCE_GENERATION_KEY).and_then(|g| g.parse().ok())
+        self.metadata
+            .get(SOURCE_GENERATION_KEY)
+            .and_then(|g| g.parse().ok())
     }
 
     /// A strong ETag derived from the content, so every region's copy of the same
@@ -113,7 +117,12 @@ pub trait Bucket: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
 
     /// Writes an object from a stream. The object becomes visible whole, or not at all.
-    async fn put(&self, name: &ObjectName, body: ByteStream, options: PutOptions) -> Result<ObjectMeta>;
+    async fn put(
+        &self,
+        name: &ObjectName,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectMeta>;
 
     /// Reads an object's metadata and a stream of its bytes.
     async fn get(&self, name: &ObjectName) -> Result<(ObjectMeta, ByteStream)>;
@@ -133,9 +142,11 @@ pub async fn open(config: &Config, name: &str) -> Result<Arc<dyn Bucket>> {
     Ok(match config.storage.backend {
         Backend::Local => Arc::new(LocalBucket::open(&config.storage.root, name).await?),
         Backend::Memory => Arc::new(MemoryBucket::new(name)),
-        Backend::Gcs => {
-            Arc::new(GcsClient::anonymous(&config.storage.gcs_endpoint).await?.bucket(name))
-        }
+        Backend::Gcs => Arc::new(
+            GcsClient::anonymous(&config.storage.gcs_endpoint)
+                .await?
+                .bucket(name),
+        ),
     })
 }
 

@@ -39,7 +39,10 @@ impl ObjectName {
                 c.escape_default().to_string()
             )));
         }
-        if name.split('/').any(|segment| segment == "." || segment == "..") {
+        if name
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+        {
             return Err(Error::InvalidName(format!(
                 "{:?} has a '.' or '..' segment",
                 truncate(&name)
@@ -92,7 +95,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in ["a", "folder/Test.cs", "ünïcødé/名前.txt", "a b+c", "x".repeat(1024).as_str()] {
+        for ok in [
+            "a",
+            "folder/Test.cs",
+            "ünïcødé/名前.txt",
+            "a b+c",
+            "x".repeat(1024).as_str(),
+        ] {
             assert!(ObjectName::new(ok).is_ok(), "{ok}");
         }
     }
@@ -100,15 +109,37 @@ mod tests {
     #[test]
     fn edge_endpoints_are_not_servable_names() {
         for reserved in ["healthz", "metrics", "_meridian/purge"] {
-            assert!(ObjectName::new(reserved).expect("valid").check_servable().is_err(), "{reserved}");
+            assert!(
+                ObjectName::new(reserved)
+                    .expect("valid")
+                    .check_servable()
+                    .is_err(),
+                "{reserved}"
+            );
         }
-        assert!(ObjectName::new("healthz.txt").expect("valid").check_servable().is_ok());
+        assert!(
+            ObjectName::new("healthz.txt")
+                .expect("valid")
+                .check_servable()
+                .is_ok()
+        );
     }
 
     #[test]
     fn rejects_names_that_break_the_rules() {
         let long = "x".repeat(1025);
-        for bad in ["", ".", "..", "../x", "a/../../b", "a/./b", "a\0b", "a\rb", "a\nb", long.as_str()] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/../../b",
+            "a/./b",
+            "a\0b",
+            "a\rb",
+            "a\nb",
+            long.as_str(),
+        ] {
             let err = ObjectName::new(bad).expect_err(bad);
             assert!(matches!(err, Error::InvalidName(_)), "{bad}: {err}");
         }

@@ -26,20 +26,32 @@ struct Replicator {
 
 impl Replicator {
     async fn start() -> Replicator {
+        Replicator::start_with(None).await
+    }
+
+    /// Nine memory replicas, plus `extra` as a tenth region when given.
+    async fn start_with(extra: Option<Arc<dyn Bucket>>) -> Replicator {
         let main = Arc::new(MemoryBucket::new(SAMPLE_BUCKET));
         let replicas: Vec<Arc<MemoryBucket>> = (0..9)
             .map(|i| Arc::new(MemoryBucket::new(&format!("regional-{i}"))))
             .collect();
+        let mut regions: Vec<Replica> = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Replica {
+                region: format!("region-{i}"),
+                bucket: b.clone() as Arc<dyn Bucket>,
+            })
+            .collect();
+        if let Some(bucket) = extra {
+            regions.push(Replica {
+                region: "unreachable".into(),
+                bucket,
+            });
+        }
         let state = ReplicateState::new(
             main.clone(),
-            replicas
-                .iter()
-                .enumerate()
-                .map(|(i, b)| Replica {
-                    region: format!("region-{i}"),
-                    bucket: b.clone() as Arc<dyn Bucket>,
-                })
-                .collect(),
+            regions,
             EdgePurger::new(
                 reqwest::Client::new(),
                 Vec::new(),
@@ -326,4 +338,34 @@ async fn events_that_can_never_apply_are_refused_with_400() {
     .await
     .expect("answer");
     assert_eq!(unsupported.status(), 400);
+}
+
+#[tokio::test]
+async fn a_region_that_fails_makes_the_event_fail_so_it_is_redelivered() {
+    // A real Cloud Storage client pointed at a port nothing listens on: every call fails.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let unreachable = storage::GcsClient::anonymous(&endpoint)
+        .await
+        .expect("client")
+        .bucket("regional-x");
+    let replicator = Replicator::start_with(Some(Arc::new(unreachable))).await;
+    let written = replicator.write_main("version one").await;
+
+    let status = replicator
+        .deliver_binary("storage-object-finalized", written.generation)
+        .await;
+    assert_eq!(status, 502, "a failed region must fail the event");
+    // The healthy regions were still brought up to date; redelivery will be a no-op there.
+    let newest = Some(("version one".to_string(), written.generation));
+    assert!(
+        replicator
+            .replica_states()
+            .await
+            .iter()
+            .all(|s| *s == newest)
+    );
 }

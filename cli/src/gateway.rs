@@ -46,6 +46,13 @@ async fn handle(
     body: Body,
 ) -> Result<Response> {
     let now = (state.clock)();
+    // HTTP/2 carries the host in the URI (:authority), not in a Host header.
+    let mut headers = headers;
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = uri.authority().and_then(|a| a.as_str().parse().ok())
+    {
+        headers.insert(header::HOST, authority);
+    }
     let verified = verify_request(
         &state.key,
         method.as_str(),

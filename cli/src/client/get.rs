@@ -74,44 +74,44 @@ async fn write_body(response: reqwest::Response, name: &str, output: Option<&Pat
         response.content_length().unwrap_or(0),
         format!("get {name}"),
     );
+    let written = match output {
+        Some(path) => {
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = path.with_file_name(format!(".{file_name}.part"));
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            match copy(response, &mut file, &bar).await {
+                Ok(written) => {
+                    tokio::fs::rename(&tmp, path).await?;
+                    written
+                }
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(e);
+                }
+            }
+        }
+        None => copy(response, &mut tokio::io::stdout(), &bar).await?,
+    };
+    bar.finish_and_clear();
+    Ok(written)
+}
+
+async fn copy(
+    response: reqwest::Response,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    bar: &indicatif::ProgressBar,
+) -> Result<u64> {
     let mut stream = response.bytes_stream();
     let mut written = 0u64;
-    match output {
-        Some(path) => {
-            let tmp = path.with_file_name(format!(
-                ".{}.part",
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            let copied = async {
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk?;
-                    file.write_all(&chunk).await?;
-                    written += chunk.len() as u64;
-                    bar.inc(chunk.len() as u64);
-                }
-                file.flush().await?;
-                Ok::<_, CliError>(())
-            }
-            .await;
-            if let Err(e) = copied {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-            tokio::fs::rename(&tmp, path).await?;
-        }
-        None => {
-            let mut stdout = tokio::io::stdout();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                stdout.write_all(&chunk).await?;
-                written += chunk.len() as u64;
-            }
-            stdout.flush().await?;
-        }
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        out.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+        bar.inc(chunk.len() as u64);
     }
-    bar.finish_and_clear();
+    out.flush().await?;
     Ok(written)
 }

@@ -165,27 +165,12 @@ async fn edge_answers_head_and_404_and_refuses_bad_names() {
     assert_eq!(head.headers()["content-length"], "2");
     assert_eq!(head.headers()["content-type"], "text/plain; charset=utf-8");
 
-    let missing = stack
-        .http
-        .get(format!("{madrid}/nothing-here"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(missing.status(), 404);
-    let bad = stack
-        .http
-        .get(format!("{madrid}/nul%00byte"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(bad.status(), 400);
-    let health = stack
-        .http
-        .get(format!("{madrid}/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status(), 200);
+    assert_eq!(
+        stack.status_of(&format!("{madrid}/nothing-here")).await,
+        404
+    );
+    assert_eq!(stack.status_of(&format!("{madrid}/nul%00byte")).await, 400);
+    assert_eq!(stack.status_of(&format!("{madrid}/healthz")).await, 200);
     stack.stack.stop().await;
 }
 

@@ -151,6 +151,18 @@ impl Replicator {
     }
 }
 
+impl Replicator {
+    /// Asserts every replica is in `expected` state.
+    async fn assert_replicas(&self, expected: Option<(&str, i64)>) {
+        let expected = expected.map(|(body, generation)| (body.to_string(), generation));
+        let states = self.replica_states().await;
+        assert!(
+            states.iter().all(|s| *s == expected),
+            "replicas {states:?}, expected {expected:?}"
+        );
+    }
+}
+
 impl Drop for Replicator {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -175,14 +187,8 @@ async fn duplicate_and_stale_finalized_events_leave_every_replica_at_the_newest_
             .await,
         200
     );
-    let newest = Some(("version two".to_string(), second.generation));
-    assert!(
-        replicator
-            .replica_states()
-            .await
-            .iter()
-            .all(|s| *s == newest)
-    );
+    let newest = Some(("version two", second.generation));
+    replicator.assert_replicas(newest).await;
 
     let regional_generations = |r: &Replicator| {
         let name = ObjectName::new(SAMPLE_OBJECT).expect("name");
@@ -203,13 +209,7 @@ async fn duplicate_and_stale_finalized_events_leave_every_replica_at_the_newest_
             .await,
         200
     );
-    assert!(
-        replicator
-            .replica_states()
-            .await
-            .iter()
-            .all(|s| *s == newest)
-    );
+    replicator.assert_replicas(newest).await;
     assert_eq!(
         regional_generations(&replicator).await,
         before,
@@ -239,14 +239,8 @@ async fn deletion_events_remove_copies_but_never_a_newer_one() {
             .await,
         200
     );
-    let newest = Some(("version two".to_string(), second.generation));
-    assert!(
-        replicator
-            .replica_states()
-            .await
-            .iter()
-            .all(|s| *s == newest)
-    );
+    let newest = Some(("version two", second.generation));
+    replicator.assert_replicas(newest).await;
 
     let name = ObjectName::new(SAMPLE_OBJECT).expect("name");
     replicator
@@ -260,13 +254,7 @@ async fn deletion_events_remove_copies_but_never_a_newer_one() {
             .await,
         200
     );
-    assert!(
-        replicator
-            .replica_states()
-            .await
-            .iter()
-            .all(Option::is_none)
-    );
+    replicator.assert_replicas(None).await;
     // Redelivery of the delete, and a late finalized event for a deleted object, are no-ops.
     assert_eq!(
         replicator
@@ -280,13 +268,7 @@ async fn deletion_events_remove_copies_but_never_a_newer_one() {
             .await,
         200
     );
-    assert!(
-        replicator
-            .replica_states()
-            .await
-            .iter()
-            .all(Option::is_none)
-    );
+    replicator.assert_replicas(None).await;
 }
 
 #[tokio::test]
@@ -360,12 +342,6 @@ async fn a_region_that_fails_makes_the_event_fail_so_it_is_redelivered() {
         .await;
     assert_eq!(status, 502, "a failed region must fail the event");
     // The healthy regions were still brought up to date; redelivery will be a no-op there.
-    let newest = Some(("version one".to_string(), written.generation));
-    assert!(
-        replicator
-            .replica_states()
-            .await
-            .iter()
-            .all(|s| *s == newest)
-    );
+    let newest = Some(("version one", written.generation));
+    replicator.assert_replicas(newest).await;
 }

@@ -2,12 +2,10 @@
 //! another method or for another object (403, nothing written); requests without a
 //! valid token (401); names that break the rules (400, nothing outside the data folder).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use meridian_shared::auth::{self, TokenScope};
-use meridian_shared::signing::{self, SignRequest, SigningKey, UrlStyle};
 
 use crate::harness::stack::{TestStack, all_files};
 
@@ -30,27 +28,9 @@ async fn assert_refused(stack: &TestStack, response: reqwest::Response, reason: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_signed_urls_are_refused() {
     let stack = TestStack::start().await;
-    let (scheme, authority) =
-        signing::endpoint_parts(&stack.stack.info().gateway).expect("endpoint");
     // Signed two minutes ago for 60 seconds: expired a minute ago.
-    let key = SigningKey::hmac("meridian-local", stack.hmac_secret().into_bytes());
-    let expired = signing::sign_url(
-        &key,
-        &SignRequest {
-            method: "PUT".into(),
-            bucket: stack.bucket_names()[0].clone(),
-            object: Some("late.txt".into()),
-            expires_in: 60,
-            timestamp: Utc::now() - TimeDelta::seconds(120),
-            headers: BTreeMap::from([("content-type".to_string(), TEXT.to_string())]),
-            query: Vec::new(),
-            scheme,
-            authority,
-            style: UrlStyle::Path,
-        },
-    )
-    .expect("sign");
-    let response = stack.upload(&expired.url, TEXT, b"late".to_vec()).await;
+    let expired = stack.mint_upload_url("late.txt", TEXT, Utc::now() - TimeDelta::seconds(120));
+    let response = stack.upload(&expired, TEXT, b"late".to_vec()).await;
     assert_refused(&stack, response, "expired", "late.txt").await;
     stack.stack.stop().await;
 }
@@ -172,26 +152,8 @@ async fn bad_names_are_refused_and_nothing_lands_outside_the_data_folder() {
 
     // Even a correctly signed URL for a traversal name (minted here, bypassing sign's
     // checks) is refused by the gateway and writes nothing.
-    let (scheme, authority) =
-        signing::endpoint_parts(&stack.stack.info().gateway).expect("endpoint");
-    let key = SigningKey::hmac("meridian-local", stack.hmac_secret().into_bytes());
-    let sneaky = signing::sign_url(
-        &key,
-        &SignRequest {
-            method: "PUT".into(),
-            bucket: stack.bucket_names()[0].clone(),
-            object: Some("../../../escaped.txt".into()),
-            expires_in: 60,
-            timestamp: Utc::now(),
-            headers: BTreeMap::from([("content-type".to_string(), TEXT.to_string())]),
-            query: Vec::new(),
-            scheme,
-            authority,
-            style: UrlStyle::Path,
-        },
-    )
-    .expect("sign");
-    let response = stack.upload(&sneaky.url, TEXT, b"escape".to_vec()).await;
+    let sneaky = stack.mint_upload_url("../../../escaped.txt", TEXT, Utc::now());
+    let response = stack.upload(&sneaky, TEXT, b"escape".to_vec()).await;
     assert_eq!(response.status(), 400);
 
     let data_dir = stack.data_dir();

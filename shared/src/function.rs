@@ -20,17 +20,27 @@ pub fn port_from_env() -> Result<u16> {
 
 /// The whole life of a function binary: init logging, load the config named by
 /// `MERIDIAN_CONFIG` (the embedded default when unset), build the router, serve it.
-pub async fn main<F, Fut>(service: &str, build: F) -> Result<()>
+/// A failure is logged as one line (a JSON entry on Cloud Run) and exits with 1.
+pub async fn main<F, Fut>(service: &str, build: F) -> std::process::ExitCode
 where
     F: FnOnce(crate::Config) -> Fut,
     Fut: std::future::Future<Output = Result<Router>>,
 {
     crate::telemetry::init();
     crate::tls::install_crypto_provider();
-    let path = std::env::var_os("MERIDIAN_CONFIG").map(std::path::PathBuf::from);
-    let config = crate::Config::load(path.as_deref())?;
-    let router = build(config).await?;
-    run(service, router).await
+    let started = async {
+        let path = std::env::var_os("MERIDIAN_CONFIG").map(std::path::PathBuf::from);
+        let config = crate::Config::load(path.as_deref())?;
+        let router = build(config).await?;
+        run(service, router).await
+    };
+    match started.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(service, cause = %e, "cannot run");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Binds `0.0.0.0:$PORT` and serves `router` until SIGTERM or Ctrl-C.

@@ -111,6 +111,46 @@ impl TestStack {
             .expect("gateway answers")
     }
 
+    /// The status of a GET of `url`.
+    pub async fn status_of(&self, url: &str) -> reqwest::StatusCode {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("server answers")
+            .status()
+    }
+
+    /// A signed PUT URL minted here with the stack's own key, bypassing the sign
+    /// function's checks (to test what the gateway itself refuses).
+    pub fn mint_upload_url(
+        &self,
+        object: &str,
+        content_type: &str,
+        signed_at: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        use meridian_shared::signing::{self, SignRequest, SigningKey, UrlStyle};
+        let (scheme, authority) =
+            signing::endpoint_parts(&self.stack.info().gateway).expect("endpoint");
+        let key = SigningKey::hmac("meridian-local", self.hmac_secret().into_bytes());
+        let request = SignRequest {
+            method: "PUT".into(),
+            bucket: self.bucket_names()[0].clone(),
+            object: Some(object.into()),
+            expires_in: 60,
+            timestamp: signed_at,
+            headers: std::collections::BTreeMap::from([(
+                "content-type".to_string(),
+                content_type.to_string(),
+            )]),
+            query: Vec::new(),
+            scheme,
+            authority,
+            style: UrlStyle::Path,
+        };
+        signing::sign_url(&key, &request).expect("sign").url
+    }
+
     /// Every bucket of the stack (main first).
     pub fn bucket_names(&self) -> Vec<String> {
         self.stack

@@ -2,12 +2,11 @@
 //! `MERIDIAN_CONFIG`).
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     meridian_shared::function::main("boot", |config| async move {
         Ok(meridian_boot::router(meridian_boot::BootState::new(
             &config,
         )))
     })
-    .await?;
-    Ok(())
+    .await
 }

@@ -2,14 +2,11 @@
 //! `MERIDIAN_CONFIG`).
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     meridian_shared::function::main("delete", |config| async move {
         let bucket = meridian_shared::storage::open(&config, &config.main().bucket).await?;
-        Ok(meridian_delete::router(meridian_delete::DeleteState::new(
-            bucket,
-            &config.auth.secret()?,
-        )))
+        let state = meridian_delete::DeleteState::new(bucket, &config.auth.secret()?);
+        Ok(meridian_delete::router(state))
     })
-    .await?;
-    Ok(())
+    .await
 }

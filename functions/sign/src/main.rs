@@ -2,12 +2,12 @@
 //! `MERIDIAN_CONFIG`).
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     meridian_shared::function::main("sign", |config| async move {
-        let state =
-            meridian_sign::SignState::from_config(&config, meridian_shared::clock::system())?;
-        Ok(meridian_sign::router(state))
+        let clock = meridian_shared::clock::system();
+        Ok(meridian_sign::router(
+            meridian_sign::SignState::from_config(&config, clock)?,
+        ))
     })
-    .await?;
-    Ok(())
+    .await
 }

@@ -173,3 +173,89 @@ async fn bad_names_are_refused_and_nothing_lands_outside_the_data_folder() {
     );
     stack.stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_gateway_judges_expiry_by_its_clock_to_the_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use meridian_cli::gateway::{self, GatewayState};
+    use meridian_shared::server::{self, ServeOptions};
+    use meridian_shared::signing::{self, SignRequest, SigningKey, UrlStyle};
+    use meridian_shared::storage::MemoryBucket;
+
+    let signed_at = Utc::now();
+    let offset_seconds = Arc::new(AtomicI64::new(0));
+    let clock_offset = offset_seconds.clone();
+    let clock: meridian_shared::Clock =
+        Arc::new(move || signed_at + TimeDelta::seconds(clock_offset.load(Ordering::SeqCst)));
+    let bucket = Arc::new(MemoryBucket::new("main-bucket"));
+    let key = Arc::new(SigningKey::hmac("test-id", b"test-secret".to_vec()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = gateway::router(GatewayState::new(key.clone(), bucket.clone(), clock));
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(server::serve(
+        listener,
+        router,
+        None,
+        ServeOptions::default(),
+        stop.clone().cancelled_owned(),
+    ));
+
+    let url_for = |object: &str| {
+        let request = SignRequest {
+            method: "PUT".into(),
+            bucket: "main-bucket".into(),
+            object: Some(object.into()),
+            expires_in: 60,
+            timestamp: signed_at,
+            headers: Default::default(),
+            query: Vec::new(),
+            scheme: "http".into(),
+            authority: addr.to_string(),
+            style: UrlStyle::Path,
+        };
+        signing::sign_url(&key, &request).expect("sign").url
+    };
+    let http = reqwest::Client::new();
+    offset_seconds.store(59, Ordering::SeqCst);
+    let last_second = http
+        .put(url_for("in-time"))
+        .body("x")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(last_second.status(), 200, "valid during its 60th second");
+    offset_seconds.store(60, Ordering::SeqCst);
+    let too_late = http
+        .put(url_for("too-late"))
+        .body("x")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(too_late.status(), 403);
+    assert!(too_late.text().await.expect("body").contains("expired"));
+    offset_seconds.store(-301, Ordering::SeqCst);
+    let too_early = http
+        .put(url_for("too-early"))
+        .body("x")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        too_early.status(),
+        403,
+        "a URL dated over 5 minutes ahead is not yet valid"
+    );
+    let names: Vec<String> = meridian_shared::Bucket::list(bucket.as_ref(), "")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["in-time"]);
+    stop.cancel();
+}

@@ -12,8 +12,3 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 pub fn system() -> Clock {
     Arc::new(Utc::now)
 }
-
-/// A clock stuck at `at` (for tests of expiry).
-pub fn fixed(at: DateTime<Utc>) -> Clock {
-    Arc::new(move || at)
-}

@@ -18,6 +18,7 @@ const SAMPLE_OBJECT: &str = "folder/Test.cs";
 
 struct Replicator {
     url: String,
+    state: ReplicateState,
     main: Arc<MemoryBucket>,
     replicas: Vec<Arc<MemoryBucket>>,
     http: reqwest::Client,
@@ -62,17 +63,19 @@ impl Replicator {
             .await
             .expect("bind");
         let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let router = meridian_replicate::router(state.clone());
         let stop = CancellationToken::new();
         let shutdown = stop.clone().cancelled_owned();
         tokio::spawn(server::serve(
             listener,
-            meridian_replicate::router(state),
+            router,
             None,
             ServeOptions::default(),
             shutdown,
         ));
         Replicator {
             url,
+            state,
             main,
             replicas,
             http: reqwest::Client::new(),
@@ -344,4 +347,39 @@ async fn a_region_that_fails_makes_the_event_fail_so_it_is_redelivered() {
     // The healthy regions were still brought up to date; redelivery will be a no-op there.
     let newest = Some(("version one", written.generation));
     replicator.assert_replicas(newest).await;
+}
+
+#[tokio::test]
+async fn reconciliation_repairs_what_missed_events_left_behind() {
+    let replicator = Replicator::start().await;
+    // An upload whose event never arrived, and a copy whose deletion event was lost.
+    let written = replicator.write_main("never announced").await;
+    let orphan = ObjectName::new("deleted-while-down").expect("name");
+    let mut metadata = std::collections::BTreeMap::new();
+    metadata.insert(SOURCE_GENERATION_KEY.to_string(), "5".to_string());
+    let options = PutOptions {
+        metadata,
+        ..PutOptions::default()
+    };
+    replicator.replicas[3]
+        .put(&orphan, storage::stream_from_bytes("stale"), options)
+        .await
+        .expect("put");
+
+    let report = replicator.state.reconcile().await.expect("reconcile");
+    assert_eq!((report.copied, report.deleted), (9, 1));
+    replicator
+        .assert_replicas(Some(("never announced", written.generation)))
+        .await;
+    assert!(
+        replicator.replicas[3].head(&orphan).await.is_err(),
+        "the orphan copy is gone"
+    );
+
+    let again = replicator.state.reconcile().await.expect("reconcile");
+    assert_eq!(
+        (again.copied, again.deleted),
+        (0, 0),
+        "reconciling twice changes nothing"
+    );
 }

@@ -196,9 +196,10 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         None,
     );
     let purger = EdgePurger::new(http, edge_urls, jwt_secret.clone());
+    let replicate_state = ReplicateState::new(main_bucket, replicas, purger);
     spawn(
         replicate,
-        meridian_replicate::router(ReplicateState::new(main_bucket, replicas, purger)),
+        meridian_replicate::router(replicate_state.clone()),
         None,
     );
     spawn(
@@ -216,6 +217,20 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         let tls = meridian_shared::tls::server_config(&ca.issue_localhost()?)?;
         spawn(listener, meridian_edge::router(state), Some(tls));
     }
+
+    // Events still being retried when a previous run stopped were lost with it;
+    // catch up in the background so startup stays quick.
+    tokio::spawn(async move {
+        match replicate_state.reconcile().await {
+            Ok(report) if report.copied + report.deleted > 0 => tracing::info!(
+                copied = report.copied,
+                deleted = report.deleted,
+                "regional buckets caught up"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(cause = %e, "catching up regional buckets failed"),
+        }
+    });
 
     info.write()?;
     Ok(RunningStack {

@@ -12,11 +12,13 @@
 //! - `event`: reading a CloudEvent into a storage change.
 //! - `apply`: bringing one regional bucket in line with the main bucket.
 //! - `purge`: telling edges to drop an object.
+//! - `reconcile`: catching up after missed events.
 //! - this file: state, router and the handler.
 
 mod apply;
 mod event;
 mod purge;
+mod reconcile;
 
 use std::sync::Arc;
 
@@ -33,6 +35,7 @@ pub use apply::Outcome;
 pub use event::StorageChange;
 pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use purge::EdgePurger;
+pub use reconcile::ReconcileReport;
 
 /// Largest event body accepted; storage events are a few kilobytes.
 const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -81,6 +84,21 @@ impl ReplicateState {
         }
         let purger = EdgePurger::from_config(config)?;
         Ok(ReplicateState::new(main, replicas, purger))
+    }
+}
+
+impl ReplicateState {
+    /// Compares the main bucket with every regional bucket and repairs what missed
+    /// events left behind, then purges the changed objects at every edge.
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        let report = reconcile::reconcile(self.main.as_ref(), &self.replicas).await?;
+        for name in &report.changed {
+            if let Ok(name) = meridian_shared::ObjectName::new(name.clone()) {
+                // Any cached copy of a changed object is suspect: drop it whatever its age.
+                self.purger.purge(&name, i64::MAX).await?;
+            }
+        }
+        Ok(report)
     }
 }
 

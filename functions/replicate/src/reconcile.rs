@@ -1,0 +1,87 @@
+//! Catching up after missed events. Events can be lost where nothing redelivers them
+//! (the local stack stopped while a delivery was still being retried, say), so a
+//! reconciliation compares the main bucket with every regional bucket and applies the
+//! very same rules as event handling: copy what is missing or older, delete copies
+//! whose object is gone from the main bucket, never replace a newer copy.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use meridian_shared::events::{StorageEventKind, StorageObjectData};
+use meridian_shared::{Bucket, ObjectMeta, ObjectName, Result};
+
+use crate::apply::{Outcome, apply};
+use crate::{Replica, StorageChange};
+
+/// What a reconciliation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Regional copies written.
+    pub copied: usize,
+    /// Regional copies deleted.
+    pub deleted: usize,
+    /// Object names that changed in at least one region (their edges need a purge).
+    pub changed: BTreeSet<String>,
+}
+
+/// Brings every replica in line with `main`.
+pub async fn reconcile(main: &dyn Bucket, replicas: &[Replica]) -> Result<ReconcileReport> {
+    let in_main: BTreeMap<String, ObjectMeta> = main
+        .list("")
+        .await?
+        .into_iter()
+        .map(|m| (m.name.clone(), m))
+        .collect();
+    let mut report = ReconcileReport::default();
+    for replica in replicas {
+        let mut changes: Vec<StorageChange> = in_main
+            .values()
+            .filter_map(|meta| {
+                change(
+                    StorageEventKind::Finalized,
+                    main.name(),
+                    meta,
+                    meta.generation,
+                )
+            })
+            .collect();
+        for copy in replica.bucket.list("").await? {
+            if !in_main.contains_key(&copy.name) {
+                let generation = copy.copied_from_generation().unwrap_or(0);
+                changes.extend(change(
+                    StorageEventKind::Deleted,
+                    main.name(),
+                    &copy,
+                    generation,
+                ));
+            }
+        }
+        for change in changes {
+            match apply(&change, main, replica.bucket.as_ref()).await? {
+                Outcome::Copied => report.copied += 1,
+                Outcome::Deleted => report.deleted += 1,
+                Outcome::Unchanged => continue,
+            }
+            report.changed.insert(change.name.to_string());
+        }
+    }
+    Ok(report)
+}
+
+/// The change an event about `meta` at `generation` would describe. Objects whose
+/// names are invalid (written by something other than Meridian) are skipped.
+fn change(
+    kind: StorageEventKind,
+    bucket: &str,
+    meta: &ObjectMeta,
+    generation: i64,
+) -> Option<StorageChange> {
+    let name = ObjectName::new(meta.name.clone()).ok()?;
+    let mut data = StorageObjectData::from_meta(bucket, meta);
+    data.generation = generation;
+    Some(StorageChange {
+        event_id: "reconcile".to_string(),
+        kind,
+        name,
+        data,
+    })
+}

@@ -60,10 +60,17 @@ impl CacheStatus {
     }
 }
 
+/// How long a purge remembers the generation it asked for. A fetch that started
+/// before the purge and finishes after it must not put the old object back; fetches
+/// take far less than this.
+const PURGE_MEMORY: Duration = Duration::from_secs(300);
+
 /// The object cache.
 #[derive(Clone)]
 pub struct ObjectCache {
     entries: moka::future::Cache<String, Arc<CachedObject>>,
+    /// Per name, the oldest main-bucket generation recent purges still allow in.
+    floors: moka::future::Cache<String, i64>,
     budget: u64,
 }
 
@@ -76,7 +83,15 @@ impl ObjectCache {
                 u32::try_from(object.body.len() as u64 + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .build();
-        ObjectCache { entries, budget }
+        let floors = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(PURGE_MEMORY)
+            .build();
+        ObjectCache {
+            entries,
+            floors,
+            budget,
+        }
     }
 
     /// Whether an object of `size` bytes fits the budget at all.
@@ -92,13 +107,15 @@ impl ObjectCache {
             .filter(|entry| entry.is_fresh(now))
     }
 
-    /// Stores an entry.
-    pub async fn insert(&self, object: CachedObject) -> Arc<CachedObject> {
-        let object = Arc::new(object);
-        self.entries
-            .insert(object.meta.name.clone(), object.clone())
-            .await;
-        object
+    /// Stores an entry, unless a recent purge asked for a newer generation (the
+    /// object was fetched before the purge). Returns whether it was stored.
+    pub async fn insert(&self, object: Arc<CachedObject>) -> bool {
+        let floor = self.floors.get(&object.meta.name).await;
+        if floor.is_some_and(|floor| source_generation(&object.meta) < floor) {
+            return false;
+        }
+        self.entries.insert(object.meta.name.clone(), object).await;
+        true
     }
 
     /// Drops `name`.
@@ -108,20 +125,27 @@ impl ObjectCache {
 
     /// Drops `name` unless its copy comes from main-bucket generation `older_than` or
     /// newer (always when `older_than` is `None`). Returns whether it dropped one.
+    /// Fetches in flight are covered too: for a while, an older copy is not stored.
     pub async fn remove_older(&self, name: &str, older_than: Option<i64>) -> bool {
+        if let Some(limit) = older_than {
+            let floor = self.floors.get(name).await.map_or(limit, |f| f.max(limit));
+            self.floors.insert(name.to_string(), floor).await;
+        }
         let Some(entry) = self.entries.get(name).await else {
             return false;
         };
-        let source = entry
-            .meta
-            .copied_from_generation()
-            .unwrap_or(entry.meta.generation);
-        if older_than.is_some_and(|limit| source >= limit) {
+        if older_than.is_some_and(|limit| source_generation(&entry.meta) >= limit) {
             return false;
         }
         self.entries.invalidate(name).await;
         true
     }
+}
+
+/// The main-bucket generation a cached object comes from: a regional copy says so
+/// in its metadata; an object of the main bucket is its own source.
+fn source_generation(meta: &ObjectMeta) -> i64 {
+    meta.copied_from_generation().unwrap_or(meta.generation)
 }
 
 #[cfg(test)]
@@ -150,7 +174,7 @@ mod tests {
     async fn entries_go_stale_after_their_lifetime() {
         let cache = ObjectCache::new(1 << 20);
         cache
-            .insert(object("a", 10, Duration::from_secs(3600)))
+            .insert(Arc::new(object("a", 10, Duration::from_secs(3600))))
             .await;
         tokio::time::advance(Duration::from_secs(3599)).await;
         assert!(cache.fresh("a", Instant::now()).await.is_some());
@@ -166,7 +190,7 @@ mod tests {
             meridian_shared::storage::SOURCE_GENERATION_KEY.into(),
             "7".into(),
         );
-        cache.insert(copy).await;
+        cache.insert(Arc::new(copy)).await;
         assert!(
             !cache.remove_older("a", Some(7)).await,
             "a copy of generation 7 is not older than 7"
@@ -182,7 +206,11 @@ mod tests {
         assert!(!cache.fits(10_000));
         for i in 0..20 {
             cache
-                .insert(object(&format!("o{i}"), 1000, Duration::from_secs(60)))
+                .insert(Arc::new(object(
+                    &format!("o{i}"),
+                    1000,
+                    Duration::from_secs(60),
+                )))
                 .await;
         }
         cache.entries.run_pending_tasks().await;
@@ -191,5 +219,46 @@ mod tests {
             "{}",
             cache.entries.weighted_size()
         );
+    }
+}
+
+#[cfg(test)]
+mod purge_race_tests {
+    use super::*;
+
+    fn copy_of_generation(generation: i64) -> Arc<CachedObject> {
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert(
+            meridian_shared::storage::SOURCE_GENERATION_KEY.to_string(),
+            generation.to_string(),
+        );
+        Arc::new(CachedObject {
+            meta: ObjectMeta {
+                name: "a".into(),
+                size: 1,
+                content_type: "text/plain".into(),
+                cache_control: None,
+                md5_hash: String::new(),
+                generation: 1_000 + generation,
+                updated: chrono::Utc::now(),
+                metadata,
+            },
+            body: Bytes::from_static(b"x"),
+            stored_at: Instant::now(),
+            lifetime: Duration::from_secs(60),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_finishes_after_a_purge_cannot_store_the_old_copy() {
+        let cache = ObjectCache::new(1 << 20);
+        // The purge for generation 8 arrives while generation 7 is still being fetched.
+        assert!(!cache.remove_older("a", Some(8)).await);
+        assert!(
+            !cache.insert(copy_of_generation(7)).await,
+            "the stale copy is not stored"
+        );
+        assert!(cache.fresh("a", Instant::now()).await.is_none());
+        assert!(cache.insert(copy_of_generation(8)).await, "the new copy is");
     }
 }

@@ -2,6 +2,8 @@
 //! Objects that fit the cache are read whole and stored; larger ones (or ones whose
 //! Cache-Control forbids storing) are streamed through and never held whole.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -43,16 +45,18 @@ pub async fn serve_object(
         return Ok(respond(&method, headers, Body::from_stream(stream)));
     }
     let body = collect(stream).await?;
-    let entry = state
-        .cache
-        .insert(CachedObject {
-            meta,
-            body,
-            stored_at: Instant::now(),
-            lifetime,
-        })
-        .await;
-    let headers = object_headers(&entry.meta, CacheStatus::Miss, &state);
+    let entry = Arc::new(CachedObject {
+        meta,
+        body,
+        stored_at: Instant::now(),
+        lifetime,
+    });
+    let status = if state.cache.insert(entry.clone()).await {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Bypass
+    };
+    let headers = object_headers(&entry.meta, status, &state);
     Ok(respond(&method, headers, Body::from(entry.body.clone())))
 }
 

@@ -92,10 +92,9 @@ impl ReplicateState {
     /// events left behind, then purges the changed objects at every edge.
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
         let report = reconcile::reconcile(self.main.as_ref(), &self.replicas).await?;
-        for name in &report.changed {
+        for (name, keep_from) in &report.changed {
             if let Ok(name) = meridian_shared::ObjectName::new(name.clone()) {
-                // Any cached copy of a changed object is suspect: drop it whatever its age.
-                self.purger.purge(&name, i64::MAX).await?;
+                self.purger.purge(&name, *keep_from).await?;
             }
         }
         Ok(report)

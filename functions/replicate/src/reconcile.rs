@@ -4,7 +4,7 @@
 //! very same rules as event handling: copy what is missing or older, delete copies
 //! whose object is gone from the main bucket, never replace a newer copy.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use meridian_shared::events::{StorageEventKind, StorageObjectData};
 use meridian_shared::{Bucket, ObjectMeta, ObjectName, Result};
@@ -19,8 +19,9 @@ pub struct ReconcileReport {
     pub copied: usize,
     /// Regional copies deleted.
     pub deleted: usize,
-    /// Object names that changed in at least one region (their edges need a purge).
-    pub changed: BTreeSet<String>,
+    /// Objects that changed in at least one region, with the main-bucket generation
+    /// edges may keep (copies older than it must be purged).
+    pub changed: BTreeMap<String, i64>,
 }
 
 /// Brings every replica in line with `main`.
@@ -61,7 +62,12 @@ pub async fn reconcile(main: &dyn Bucket, replicas: &[Replica]) -> Result<Reconc
                 Outcome::Deleted => report.deleted += 1,
                 Outcome::Unchanged => continue,
             }
-            report.changed.insert(change.name.to_string());
+            // A copied object's edges may keep that generation; a deleted one's nothing.
+            let keep_from = match change.kind {
+                StorageEventKind::Finalized => change.data.generation,
+                StorageEventKind::Deleted => i64::MAX,
+            };
+            report.changed.insert(change.name.to_string(), keep_from);
         }
     }
     Ok(report)

@@ -383,3 +383,23 @@ async fn reconciliation_repairs_what_missed_events_left_behind() {
         "reconciling twice changes nothing"
     );
 }
+
+#[tokio::test]
+async fn a_deletion_of_an_overwritten_generation_never_removes_the_object() {
+    let replicator = Replicator::start().await;
+    let first = replicator.write_main("version one").await;
+    let status = replicator
+        .deliver_binary("storage-object-finalized", first.generation)
+        .await;
+    assert_eq!(status, 200);
+    // The overwrite's `deleted` event for the first generation overtakes the
+    // `finalized` event of the second: the copies move to the second generation.
+    let second = replicator.write_main("version two").await;
+    let status = replicator
+        .deliver_binary("storage-object-deleted", first.generation)
+        .await;
+    assert_eq!(status, 200);
+    replicator
+        .assert_replicas(Some(("version two", second.generation)))
+        .await;
+}

@@ -155,6 +155,18 @@ async fn behaves_like_a_bucket(bucket: Arc<dyn Bucket>) {
         .await
         .expect("delete");
     assert!(matches!(bucket.head(&hello).await, Err(Error::NotFound(_))));
+    let recreated = bucket
+        .put(
+            &hello,
+            storage::stream_from_bytes("back"),
+            PutOptions::default(),
+        )
+        .await
+        .expect("recreate");
+    assert!(
+        recreated.generation > third.generation,
+        "generations keep increasing across a delete"
+    );
 
     // Large objects stream in and out intact.
     let big = pseudo_random_bytes(3 * 1024 * 1024 + 17, 7);

@@ -2,9 +2,10 @@
 //! a [`NotifyingBucket`] wraps the main bucket and, after every successful write or
 //! delete, POSTs a binary-mode CloudEvent to the replicator, as Eventarc would.
 //!
-//! Delivery is at-least-once: each event is retried with backoff until the replicator
-//! answers 2xx (or 4xx, which can never succeed), in the background, so a slow
-//! replicator never holds up an upload.
+//! Delivery is at-least-once while the stack runs: each event is retried with capped
+//! backoff until the replicator answers 2xx (or 4xx, which can never succeed), in the
+//! background, so a slow replicator never holds up an upload. Events still pending
+//! when the stack stops are covered by the reconciliation at the next start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +14,9 @@ use meridian_shared::events::{self, StorageEventKind, StorageObjectData};
 use meridian_shared::storage::{ByteStream, PutOptions};
 use meridian_shared::{Bucket, Error, ObjectMeta, ObjectName, Result};
 
-/// Attempts per event before giving up (about a minute with the backoff below).
-const MAX_ATTEMPTS: u32 = 12;
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Sends storage events to one replicator URL.
 #[derive(Clone, Debug)]
@@ -43,11 +42,13 @@ impl EventNotifier {
             Ok(body) => body,
             Err(e) => return tracing::error!(cause = %e, "cannot encode storage event"),
         };
+        // One event, one id: redeliveries carry the same headers, as Eventarc's do.
+        let headers = events::binary_mode_headers(kind, &data);
         let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=MAX_ATTEMPTS {
+        for attempt in 1u64.. {
             let mut request = self.http.post(&self.target).body(body.clone());
-            for (name, value) in events::binary_mode_headers(kind, &data) {
-                request = request.header(name, value);
+            for (name, value) in &headers {
+                request = request.header(*name, value);
             }
             match request.send().await {
                 Ok(response) if response.status().is_success() => return,
@@ -66,7 +67,6 @@ impl EventNotifier {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        tracing::error!(object = %data.name, kind = kind.as_str(), "gave up delivering storage event");
     }
 }
 

@@ -96,17 +96,21 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
 
     let mut config = options.config;
     let port = |offset: u16| match options.ports {
-        Ports::Fixed(base) => base + offset,
-        Ports::Ephemeral => 0,
+        Ports::Fixed(base) => base.checked_add(offset).ok_or_else(|| {
+            CliError::Internal(format!(
+                "--port-base {base} leaves no room for {offset} more ports"
+            ))
+        }),
+        Ports::Ephemeral => Ok(0),
     };
-    let boot = bind(port(0)).await?;
-    let sign = bind(port(1)).await?;
-    let delete = bind(port(2)).await?;
-    let replicate = bind(port(3)).await?;
-    let gateway = bind(port(4)).await?;
+    let boot = bind(port(0)?).await?;
+    let sign = bind(port(1)?).await?;
+    let delete = bind(port(2)?).await?;
+    let replicate = bind(port(3)?).await?;
+    let gateway = bind(port(4)?).await?;
     let mut edges = Vec::new();
     for (i, region) in config.regions.iter_mut().enumerate() {
-        let listener = bind(port(10 + i as u16)).await?;
+        let listener = bind(port(10 + i as u16)?).await?;
         region.edges = vec![format!("https://{}", listener.local_addr()?)];
         edges.push(listener);
     }

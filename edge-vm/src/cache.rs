@@ -110,12 +110,25 @@ impl ObjectCache {
     /// Stores an entry, unless a recent purge asked for a newer generation (the
     /// object was fetched before the purge). Returns whether it was stored.
     pub async fn insert(&self, object: Arc<CachedObject>) -> bool {
-        let floor = self.floors.get(&object.meta.name).await;
-        if floor.is_some_and(|floor| source_generation(&object.meta) < floor) {
+        let name = object.meta.name.clone();
+        let source = object.meta.source_generation();
+        if self.below_floor(&name, source).await {
             return false;
         }
-        self.entries.insert(object.meta.name.clone(), object).await;
+        self.entries.insert(name.clone(), object).await;
+        // A purge may have landed between the check and the insert: check again.
+        if self.below_floor(&name, source).await {
+            self.entries.invalidate(&name).await;
+            return false;
+        }
         true
+    }
+
+    async fn below_floor(&self, name: &str, source: i64) -> bool {
+        self.floors
+            .get(name)
+            .await
+            .is_some_and(|floor| source < floor)
     }
 
     /// Drops `name`.
@@ -128,24 +141,23 @@ impl ObjectCache {
     /// Fetches in flight are covered too: for a while, an older copy is not stored.
     pub async fn remove_older(&self, name: &str, older_than: Option<i64>) -> bool {
         if let Some(limit) = older_than {
-            let floor = self.floors.get(name).await.map_or(limit, |f| f.max(limit));
-            self.floors.insert(name.to_string(), floor).await;
+            // Atomic read-modify-write: concurrent purges can only raise the floor.
+            self.floors
+                .entry(name.to_string())
+                .and_upsert_with(|existing| {
+                    std::future::ready(existing.map_or(limit, |e| (*e.value()).max(limit)))
+                })
+                .await;
         }
         let Some(entry) = self.entries.get(name).await else {
             return false;
         };
-        if older_than.is_some_and(|limit| source_generation(&entry.meta) >= limit) {
+        if older_than.is_some_and(|limit| entry.meta.source_generation() >= limit) {
             return false;
         }
         self.entries.invalidate(name).await;
         true
     }
-}
-
-/// The main-bucket generation a cached object comes from: a regional copy says so
-/// in its metadata; an object of the main bucket is its own source.
-fn source_generation(meta: &ObjectMeta) -> i64 {
-    meta.copied_from_generation().unwrap_or(meta.generation)
 }
 
 #[cfg(test)]

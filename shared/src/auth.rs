@@ -66,17 +66,20 @@ impl TokenVerifier {
         }
     }
 
-    /// Checks the `Authorization: Bearer` header and the scope. Every failure is
-    /// [`Error::Unauthorized`] saying what was wrong.
+    /// Checks the `Authorization: Bearer` header and the scope. A missing or invalid
+    /// token is [`Error::Unauthorized`]; a valid one without the scope is
+    /// [`Error::Forbidden`]. Both say what was wrong.
     pub fn authorize(&self, headers: &HeaderMap, scope: TokenScope) -> Result<Claims> {
         let header = headers
             .get(http::header::AUTHORIZATION)
             .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer token".into()))?;
+        // The scheme name is case-insensitive (RFC 7235).
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Unauthorized("Authorization must be 'Bearer <token>'".into()))?;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
@@ -90,7 +93,8 @@ impl TokenVerifier {
             })?
             .claims;
         if !claims.scope.split(' ').any(|s| s == scope.as_str()) {
-            return Err(Error::Unauthorized(format!(
+            // Authenticated but not allowed: 403 (RFC 6750 insufficient_scope).
+            return Err(Error::Forbidden(format!(
                 "token lacks the {:?} scope",
                 scope.as_str()
             )));
@@ -209,6 +213,10 @@ mod tests {
             Duration::from_secs(60),
         )
         .expect("mint");
-        assert!(reason(bearer(&purge_only), TokenScope::Publish).contains("scope"));
+        let refused = TokenVerifier::new(SECRET)
+            .authorize(&bearer(&purge_only), TokenScope::Publish)
+            .expect_err("refused");
+        assert!(matches!(refused, Error::Forbidden(_)), "{refused}");
+        assert!(refused.to_string().contains("scope"));
     }
 }

@@ -88,13 +88,33 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let draining = draining.clone();
         let handshake_timeout = options.tls_handshake_timeout;
+        let first_byte_timeout = options.header_read_timeout;
         connections.spawn(async move {
             let _slot = slot;
             let result = match acceptor {
-                None => drive(&builder, TokioIo::new(stream), service, &draining).await,
+                None => {
+                    // The protocol sniff reads the first bytes with no timeout of its
+                    // own: a client that connects and stays silent must not hold a slot.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {
+                            drive(builder, TokioIo::new(stream), service, &draining).await
+                        }
+                        _ => Ok(()),
+                    }
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => drive(&builder, TokioIo::new(tls), service, &draining).await,
+                        Ok(Ok(tls)) => {
+                            // ALPN already chose the protocol; no sniffing needed.
+                            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                            let builder = if h2 {
+                                builder.http2_only()
+                            } else {
+                                builder.http1_only()
+                            };
+                            drive(builder, TokioIo::new(tls), service, &draining).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, cause = %e, "TLS handshake failed");
                             Ok(())
@@ -129,7 +149,7 @@ pub async fn serve(
 
 /// Serves one connection, switching it to graceful shutdown when draining starts.
 async fn drive<I>(
-    builder: &Builder<TokioExecutor>,
+    builder: Builder<TokioExecutor>,
     io: TokioIo<I>,
     service: TowerToHyperService<Router>,
     draining: &CancellationToken,
@@ -145,5 +165,47 @@ where
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_silent_client_gives_its_slot_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let options = ServeOptions {
+            max_connections: 1,
+            header_read_timeout: Duration::from_millis(200),
+            ..ServeOptions::default()
+        };
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(
+            listener,
+            router,
+            None,
+            options,
+            stop.clone().cancelled_owned(),
+        ));
+
+        // Takes the only slot and never says a word.
+        let _silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = String::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), client.read_to_string(&mut response));
+        read.await
+            .expect("served once the silent client timed out")
+            .expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        stop.cancel();
     }
 }

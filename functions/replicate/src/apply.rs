@@ -45,7 +45,7 @@ pub async fn apply(
     for _ in 0..MAX_ATTEMPTS {
         let attempt = match change.kind {
             StorageEventKind::Finalized => copy_if_newer(change, main, replica).await,
-            StorageEventKind::Deleted => delete_if_not_newer(change, replica).await,
+            StorageEventKind::Deleted => delete_unless_superseded(change, main, replica).await,
         };
         match attempt {
             Err(Error::PreconditionFailed(_)) => continue, // raced another delivery: re-read
@@ -119,6 +119,30 @@ async fn copy_if_newer(
     };
     replica.put(&change.name, body, options).await?;
     Ok(Outcome::Copied)
+}
+
+/// A deletion event may be about a generation that a newer one replaced (Cloud Storage
+/// reports an overwrite as `deleted` for the old generation, and events arrive in any
+/// order): if the main bucket holds a newer generation, bring the copy up to it instead
+/// of deleting it.
+async fn delete_unless_superseded(
+    change: &StorageChange,
+    main: &dyn Bucket,
+    replica: &dyn Bucket,
+) -> Result<Outcome> {
+    match head_if_present(main, &change.name).await? {
+        None => delete_if_not_newer(change, replica).await,
+        Some(live) if live.generation > change.data.generation => {
+            let mut newer = change.clone();
+            newer.kind = StorageEventKind::Finalized;
+            newer.data.generation = live.generation;
+            copy_if_newer(&newer, main, replica).await
+        }
+        Some(live) => Err(Error::Upstream(format!(
+            "{}: main bucket still holds generation {} that the event says is deleted",
+            change.name, live.generation
+        ))),
+    }
 }
 
 async fn delete_if_not_newer(change: &StorageChange, replica: &dyn Bucket) -> Result<Outcome> {

@@ -130,16 +130,19 @@ pub fn router(state: ReplicateState) -> Router {
     Router::new()
         .route("/", post(handle_event))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_EVENT_BYTES,
-        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .with_state(state)
 }
 
 async fn handle_event(
     State(state): State<ReplicateState>,
-    event: cloudevents::Event,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Report>)> {
+    // The body is read by axum (413 past the limit) rather than by cloudevents-sdk's
+    // extractor, which reads without a limit and answers oversized bodies with 500.
+    let event = cloudevents::binding::http::to_event(&headers, body.to_vec())
+        .map_err(|e| Error::BadRequest(format!("not a CloudEvent: {e}")))?;
     let change = StorageChange::from_event(&event)?;
     if change.data.bucket != state.main.name() {
         return Err(Error::BadRequest(format!(

@@ -119,7 +119,7 @@ pub fn sign_url(key: &SigningKey, request: &SignRequest) -> Result<SignedUrl> {
 }
 
 /// Splits `host[:port]` into the host (signed) and `:port` (kept in the URL only).
-fn split_authority(authority: &str) -> (&str, &str) {
+pub(crate) fn split_authority(authority: &str) -> (&str, &str) {
     let host_end = if authority.starts_with('[') {
         authority.find(']').map_or(authority.len(), |i| i + 1)
     } else {

@@ -175,7 +175,7 @@ fn signed_header_values(list: &str, headers: &HeaderMap) -> Result<BTreeMap<Stri
         }
         let mut value = present.join(",");
         if name == "host" {
-            value = strip_port(&value).to_string();
+            value = super::split_authority(&value).0.to_string();
         }
         values.insert(name, value);
     }
@@ -185,13 +185,4 @@ fn signed_header_values(list: &str, headers: &HeaderMap) -> Result<BTreeMap<Stri
         ));
     }
     Ok(values)
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host
-            .split_once(']')
-            .map_or(host, |(h, _)| &host[..h.len() + 1]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }

@@ -129,6 +129,31 @@ fn write_meta(object_dir: &Path, meta: &ObjectMeta) -> Result<()> {
     Ok(())
 }
 
+/// Flushes a folder's entries (renames, creations) to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The next generation for a write whose live generation is `live`. The bucket keeps
+/// a high-water mark (`.generation`) so that generations keep increasing across
+/// deletes and recreations too, even if the clock steps back. Call under the lock.
+fn take_generation(bucket_dir: &Path, live: Option<i64>) -> Result<i64> {
+    let mark = bucket_dir.join(".generation");
+    let high_water = match std::fs::read_to_string(&mark) {
+        Ok(text) => text.trim().parse::<i64>().ok(),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let generation = next_generation(live.max(high_water));
+    let tmp = bucket_dir.join(format!(".generation.{}.tmp", uuid::Uuid::new_v4()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(generation.to_string().as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &mark)?;
+    Ok(generation)
+}
+
 fn data_path(object_dir: &Path, generation: i64) -> PathBuf {
     object_dir.join(format!("{generation}.data"))
 }
@@ -149,6 +174,7 @@ impl super::Bucket for LocalBucket {
         let object_dir = self.object_dir(name);
         let name = name.clone();
         let staged_for_commit = staged.clone();
+        let bucket_dir = self.dir.clone();
         let committed = locked(&self.dir, move || {
             let live = read_meta(&object_dir)?;
             check_generation(
@@ -162,13 +188,18 @@ impl super::Bucket for LocalBucket {
                 content_type: content_type_or_default(options.content_type),
                 cache_control: options.cache_control,
                 md5_hash,
-                generation: next_generation(live.as_ref().map(|m| m.generation)),
+                generation: take_generation(&bucket_dir, live.as_ref().map(|m| m.generation))?,
                 updated: chrono::Utc::now(),
                 metadata: options.metadata,
             };
             std::fs::create_dir_all(&object_dir)?;
             std::fs::rename(&staged_for_commit, data_path(&object_dir, meta.generation))?;
             write_meta(&object_dir, &meta)?;
+            // Make the renames (and a new folder) durable before anyone is told.
+            sync_dir(&object_dir)?;
+            if let Some(fan) = object_dir.parent() {
+                sync_dir(fan)?;
+            }
             if let Some(old) = live {
                 // Readers that already opened the old data keep reading it (Unix
                 // semantics); new readers follow meta.json to the new generation.

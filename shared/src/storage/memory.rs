@@ -16,7 +16,15 @@ use crate::error::{Error, Result};
 pub struct MemoryBucket {
     name: String,
     // A std Mutex is enough: every critical section is a map operation, never an await.
-    objects: Arc<Mutex<BTreeMap<String, (ObjectMeta, Bytes)>>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    objects: BTreeMap<String, (ObjectMeta, Bytes)>,
+    /// The greatest generation ever given, so generations keep increasing across
+    /// deletes and recreations.
+    high_water: Option<i64>,
 }
 
 impl MemoryBucket {
@@ -24,14 +32,14 @@ impl MemoryBucket {
     pub fn new(name: &str) -> MemoryBucket {
         MemoryBucket {
             name: name.to_string(),
-            objects: Arc::default(),
+            inner: Arc::default(),
         }
     }
 
-    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (ObjectMeta, Bytes)>> {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated (each
         // section is one insert or remove), so a poisoned lock is still usable.
-        self.objects
+        self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -52,26 +60,29 @@ impl super::Bucket for MemoryBucket {
         let data = collect(body).await?;
         let mut md5 = Md5Hasher::default();
         md5.update(&data);
-        let mut objects = self.objects();
-        let live = objects.get(name.as_str()).map(|(m, _)| m.generation);
+        let mut inner = self.inner();
+        let live = inner.objects.get(name.as_str()).map(|(m, _)| m.generation);
         check_generation(name, options.if_generation_match, live)?;
+        let generation = next_generation(live.max(inner.high_water));
+        inner.high_water = Some(generation);
         let meta = ObjectMeta {
             name: name.to_string(),
             size: data.len() as u64,
             content_type: content_type_or_default(options.content_type),
             cache_control: options.cache_control,
             md5_hash: md5.finish_base64(),
-            generation: next_generation(live),
+            generation,
             updated: chrono::Utc::now(),
             metadata: options.metadata,
         };
-        objects.insert(name.to_string(), (meta.clone(), data));
+        inner.objects.insert(name.to_string(), (meta.clone(), data));
         Ok(meta)
     }
 
     async fn get(&self, name: &ObjectName) -> Result<(ObjectMeta, ByteStream)> {
         let (meta, data) = self
-            .objects()
+            .inner()
+            .objects
             .get(name.as_str())
             .cloned()
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
@@ -79,26 +90,28 @@ impl super::Bucket for MemoryBucket {
     }
 
     async fn head(&self, name: &ObjectName) -> Result<ObjectMeta> {
-        self.objects()
+        self.inner()
+            .objects
             .get(name.as_str())
             .map(|(meta, _)| meta.clone())
             .ok_or_else(|| Error::NotFound(name.to_string()))
     }
 
     async fn delete(&self, name: &ObjectName, if_generation_match: Option<i64>) -> Result<()> {
-        let mut objects = self.objects();
-        let live = objects.get(name.as_str()).map(|(m, _)| m.generation);
+        let mut inner = self.inner();
+        let live = inner.objects.get(name.as_str()).map(|(m, _)| m.generation);
         if live.is_none() {
             return Err(Error::NotFound(name.to_string()));
         }
         check_generation(name, if_generation_match, live)?;
-        objects.remove(name.as_str());
+        inner.objects.remove(name.as_str());
         Ok(())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         Ok(self
-            .objects()
+            .inner()
+            .objects
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, (meta, _))| meta.clone())

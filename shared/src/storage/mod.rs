@@ -85,6 +85,12 @@ impl ObjectMeta {
             .and_then(|g| g.parse().ok())
     }
 
+    /// The main-bucket generation this object's content comes from: a regional copy's
+    /// recorded source, or for an object of the main bucket its own generation.
+    pub fn source_generation(&self) -> i64 {
+        self.copied_from_generation().unwrap_or(self.generation)
+    }
+
     /// A strong ETag derived from the content, so every region's copy of the same
     /// bytes has the same tag.
     pub fn etag(&self) -> String {

@@ -41,7 +41,15 @@ pub struct EdgeState {
     tokens: TokenVerifier,
     default_lifetime: Duration,
     stream_threshold: u64,
+    /// Bytes that cache fills may hold in memory at once, in KiB permits. When a burst
+    /// of misses would exceed it, further misses stream through instead of buffering,
+    /// so a cold cache under load cannot run the edge out of memory.
+    fill_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// In-flight cache fills may buffer at most this much (or one stream threshold, if
+/// larger; never more than the cache itself).
+const FILL_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 
 impl EdgeState {
     /// An edge of `region` serving `bucket`, accepting purges signed with `jwt_secret`.
@@ -58,8 +66,16 @@ impl EdgeState {
             tokens: TokenVerifier::new(jwt_secret),
             default_lifetime: Duration::from_secs(settings.default_max_age_seconds),
             stream_threshold: settings.stream_threshold_bytes,
+            fill_budget: Arc::new(tokio::sync::Semaphore::new(fill_budget_kib(settings))),
         }
     }
+}
+
+fn fill_budget_kib(settings: &EdgeSettings) -> usize {
+    let bytes = FILL_BUDGET_BYTES
+        .min(settings.cache_bytes)
+        .max(settings.stream_threshold_bytes.min(settings.cache_bytes));
+    usize::try_from(bytes / 1024).unwrap_or(usize::MAX).max(1)
 }
 
 /// The edge router.
@@ -86,4 +102,28 @@ pub async fn run(
         shutdown,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_budget_is_bounded_by_the_cache_and_covers_one_object() {
+        let mut settings = EdgeSettings::default();
+        assert_eq!(fill_budget_kib(&settings), 64 * 1024);
+        settings.cache_bytes = 1024 * 1024;
+        assert_eq!(
+            fill_budget_kib(&settings),
+            1024,
+            "never more than the cache"
+        );
+        settings.cache_bytes = 1 << 30;
+        settings.stream_threshold_bytes = 100 * 1024 * 1024;
+        assert_eq!(
+            fill_budget_kib(&settings),
+            100 * 1024,
+            "room for one largest fill"
+        );
+    }
 }

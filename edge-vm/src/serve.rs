@@ -40,10 +40,18 @@ pub async fn serve_object(
     let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
     let storable =
         !lifetime.is_zero() && meta.size <= state.stream_threshold && state.cache.fits(meta.size);
-    if !storable {
+    let fill_permit = if storable {
+        let kib = u32::try_from(meta.size.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        state.fill_budget.clone().try_acquire_many_owned(kib).ok()
+    } else {
+        None
+    };
+    let Some(_fill_permit) = fill_permit else {
         let headers = object_headers(&meta, CacheStatus::Bypass, &state);
         return Ok(respond(&method, headers, Body::from_stream(stream)));
-    }
+    };
     let body = collect(stream).await?;
     let entry = Arc::new(CachedObject {
         meta,

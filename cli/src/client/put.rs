@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 
 use super::{Client, check, progress_bar};
-use crate::error::Result;
+use crate::error::{CliError, Result};
 
 /// What an upload produced.
 #[derive(Debug, Deserialize)]
@@ -44,7 +44,9 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
         .first_or_octet_stream()
         .essence_str()
         .to_string();
-    let size = tokio::fs::metadata(file).await?.len();
+    let cannot_read =
+        |e: std::io::Error| CliError::Internal(format!("cannot read {}: {e}", file.display()));
+    let size = tokio::fs::metadata(file).await.map_err(cannot_read)?.len();
 
     let response = client
         .http
@@ -57,9 +59,11 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
 
     let bar = progress_bar(size, format!("put {name}"));
     let counter = bar.clone();
-    let stream =
-        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::open(file).await?, 256 * 1024)
-            .inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+    let stream = tokio_util::io::ReaderStream::with_capacity(
+        tokio::fs::File::open(file).await.map_err(cannot_read)?,
+        256 * 1024,
+    )
+    .inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
     let mut request = client
         .http
         .put(&ticket.url)

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
-use meridian_shared::signing::{SigningKey, verify_request};
+use meridian_shared::signing::{SigningKey, check_declared_payload, verify_request};
 use meridian_shared::storage::PutOptions;
 use meridian_shared::{Bucket, Clock, Error, ObjectName, Result};
 
@@ -76,11 +76,21 @@ async fn handle(
         .unwrap_or_default()
         .to_string();
     let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let stream = check_declared_payload(Box::pin(stream), &headers)?;
     let options = PutOptions {
         content_type,
         ..PutOptions::default()
     };
-    let meta = state.bucket.put(&name, Box::pin(stream), options).await?;
+    let meta = state
+        .bucket
+        .put(&name, stream, options)
+        .await
+        .map_err(|e| match e {
+            Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                Error::BadRequest(io.to_string())
+            }
+            other => other,
+        })?;
     tracing::info!(object = %name, size = meta.size, generation = meta.generation, "upload stored");
     Ok((
         StatusCode::OK,

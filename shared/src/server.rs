@@ -96,7 +96,11 @@ pub async fn serve(
                     // The protocol sniff reads the first bytes with no timeout of its
                     // own: a client that connects and stays silent must not hold a slot.
                     let mut first = [0u8; 1];
-                    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+                    let first_bytes = tokio::select! {
+                        read = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => read,
+                        () = draining.cancelled() => return, // nothing in flight yet
+                    };
+                    match first_bytes {
                         Ok(Ok(n)) if n > 0 => {
                             drive(builder, TokioIo::new(stream), service, &draining).await
                         }
@@ -104,7 +108,11 @@ pub async fn serve(
                     }
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => done,
+                        () = draining.cancelled() => return, // nothing in flight yet
+                    };
+                    match handshake {
                         Ok(Ok(tls)) => {
                             // ALPN already chose the protocol; no sniffing needed.
                             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 pub use canonical::{CanonicalRequest, Scope, UrlStyle, encode_path, encode_query_component};
 pub use key::SigningKey;
-pub use verify::{VerifiedRequest, verify_request};
+pub use verify::{VerifiedRequest, check_declared_payload, verify_request};
 
 use crate::error::{Error, Result};
 

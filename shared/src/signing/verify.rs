@@ -186,3 +186,94 @@ fn signed_header_values(list: &str, headers: &HeaderMap) -> Result<BTreeMap<Stri
     }
     Ok(values)
 }
+
+/// Holds an upload to the payload hash the request declared in
+/// `x-goog-content-sha256` (as Cloud Storage does): the returned stream fails at its
+/// end when the bytes hash to something else, so the store discards the upload.
+/// Without the header (or with `UNSIGNED-PAYLOAD`) the body passes unchanged.
+pub fn check_declared_payload(
+    body: crate::storage::ByteStream,
+    headers: &HeaderMap,
+) -> Result<crate::storage::ByteStream> {
+    let Some(declared) = headers.get("x-goog-content-sha256") else {
+        return Ok(body);
+    };
+    let declared = declared.to_str().unwrap_or_default().to_ascii_lowercase();
+    if declared == "unsigned-payload" {
+        return Ok(body);
+    }
+    let expected = hex::decode(&declared)
+        .ok()
+        .filter(|d| d.len() == 32)
+        .ok_or_else(|| Error::BadRequest("x-goog-content-sha256 must be 64 hex digits".into()))?;
+    let state = (
+        body,
+        Some(ring::digest::Context::new(&ring::digest::SHA256)),
+    );
+    let checked = futures::stream::unfold(state, move |(mut body, mut hasher)| {
+        let expected = expected.clone();
+        async move {
+            let context = hasher.as_mut()?;
+            match futures::StreamExt::next(&mut body).await {
+                Some(Ok(chunk)) => {
+                    context.update(&chunk);
+                    Some((Ok(chunk), (body, hasher)))
+                }
+                Some(Err(e)) => Some((Err(e), (body, None))),
+                None => {
+                    let actual = hasher.take()?.finish();
+                    if actual.as_ref() == expected.as_slice() {
+                        None
+                    } else {
+                        let mismatch = std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "body does not match x-goog-content-sha256",
+                        );
+                        Some((Err(mismatch), (body, None)))
+                    }
+                }
+            }
+        }
+    });
+    Ok(Box::pin(checked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{collect, stream_from_bytes};
+
+    fn declaring(hash: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-goog-content-sha256", hash.parse().expect("header"));
+        headers
+    }
+
+    // SHA-256 of "hello".
+    const HELLO: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[tokio::test]
+    async fn a_body_matching_its_declared_hash_passes() {
+        let body =
+            check_declared_payload(stream_from_bytes("hello"), &declaring(HELLO)).expect("ok");
+        assert_eq!(collect(body).await.expect("matches").as_ref(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_body_not_matching_its_declared_hash_fails_at_the_end() {
+        let body =
+            check_declared_payload(stream_from_bytes("hellO"), &declaring(HELLO)).expect("ok");
+        let err = collect(body).await.expect_err("mismatch");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(check_declared_payload(stream_from_bytes("x"), &declaring("zz")).is_err());
+        let unsigned =
+            check_declared_payload(stream_from_bytes("x"), &declaring("UNSIGNED-PAYLOAD"));
+        assert_eq!(
+            collect(unsigned.expect("ok"))
+                .await
+                .expect("passes")
+                .as_ref(),
+            b"x"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -91,50 +91,21 @@ pub async fn serve(
         let first_byte_timeout = options.header_read_timeout;
         connections.spawn(async move {
             let _slot = slot;
-            let result = match acceptor {
-                None => {
-                    // The protocol sniff reads the first bytes with no timeout of its
-                    // own: a client that connects and stays silent must not hold a slot.
-                    let mut first = [0u8; 1];
-                    let first_bytes = tokio::select! {
-                        read = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => read,
-                        () = draining.cancelled() => return, // nothing in flight yet
-                    };
-                    match first_bytes {
-                        Ok(Ok(n)) if n > 0 => {
-                            drive(builder, TokioIo::new(stream), service, &draining).await
-                        }
-                        _ => Ok(()),
-                    }
-                }
+            let served = match acceptor {
+                None => serve_plain(stream, builder, service, &draining, first_byte_timeout).await,
                 Some(acceptor) => {
-                    let handshake = tokio::select! {
-                        done = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => done,
-                        () = draining.cancelled() => return, // nothing in flight yet
-                    };
-                    match handshake {
-                        Ok(Ok(tls)) => {
-                            // ALPN already chose the protocol; no sniffing needed.
-                            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                            let builder = if h2 {
-                                builder.http2_only()
-                            } else {
-                                builder.http1_only()
-                            };
-                            drive(builder, TokioIo::new(tls), service, &draining).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, cause = %e, "TLS handshake failed");
-                            Ok(())
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            Ok(())
-                        }
-                    }
+                    serve_tls(
+                        stream,
+                        acceptor,
+                        builder,
+                        service,
+                        &draining,
+                        handshake_timeout,
+                    )
+                    .await
                 }
             };
-            if let Err(e) = result {
+            if let Err(e) = served {
                 tracing::debug!(%peer, cause = %e, "connection ended with an error");
             }
         });
@@ -155,13 +126,69 @@ pub async fn serve(
     Ok(())
 }
 
+type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Serves a plain-TCP connection. The HTTP/1-or-2 sniff reads the first bytes with no
+/// timeout of its own, so wait for them here: a client that connects and stays silent
+/// must not hold a slot.
+async fn serve_plain(
+    stream: TcpStream,
+    builder: Builder<TokioExecutor>,
+    service: TowerToHyperService<Router>,
+    draining: &CancellationToken,
+    first_byte_timeout: Duration,
+) -> ConnectionResult {
+    let mut first = [0u8; 1];
+    let first_bytes = tokio::select! {
+        read = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => read,
+        () = draining.cancelled() => return Ok(()), // nothing in flight yet
+    };
+    match first_bytes {
+        Ok(Ok(n)) if n > 0 => drive(builder, TokioIo::new(stream), service, draining).await,
+        _ => Ok(()),
+    }
+}
+
+/// Serves a TLS connection; ALPN has already chosen the protocol, so no sniffing.
+async fn serve_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    builder: Builder<TokioExecutor>,
+    service: TowerToHyperService<Router>,
+    draining: &CancellationToken,
+    handshake_timeout: Duration,
+) -> ConnectionResult {
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => done,
+        () = draining.cancelled() => return Ok(()), // nothing in flight yet
+    };
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(cause = %e, "TLS handshake failed");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return Ok(());
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    drive(builder, TokioIo::new(tls), service, draining).await
+}
+
 /// Serves one connection, switching it to graceful shutdown when draining starts.
 async fn drive<I>(
     builder: Builder<TokioExecutor>,
     io: TokioIo<I>,
     service: TowerToHyperService<Router>,
     draining: &CancellationToken,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+) -> ConnectionResult
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use meridian_shared::ObjectMeta;
 use tokio::time::Instant;
@@ -20,6 +21,9 @@ pub struct CachedObject {
     pub meta: ObjectMeta,
     /// Its bytes.
     pub body: Bytes,
+    /// Its response headers, built once when stored so a hit only adds `X-Cache` and
+    /// `Age`.
+    pub headers: HeaderMap,
     /// When it was fetched from the bucket.
     pub stored_at: Instant,
     /// How long it stays fresh.
@@ -177,6 +181,7 @@ mod tests {
                 metadata: Default::default(),
             },
             body: Bytes::from(vec![0; size]),
+            headers: HeaderMap::new(),
             stored_at: Instant::now(),
             lifetime,
         }
@@ -256,6 +261,7 @@ mod purge_race_tests {
                 metadata,
             },
             body: Bytes::from_static(b"x"),
+            headers: HeaderMap::new(),
             stored_at: Instant::now(),
             lifetime: Duration::from_secs(60),
         })

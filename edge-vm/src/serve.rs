@@ -24,7 +24,7 @@ pub async fn serve_object(
 ) -> Result<Response> {
     let name = ObjectName::new(name)?;
     if let Some(entry) = state.cache.fresh(name.as_str(), Instant::now()).await {
-        let mut headers = object_headers(&entry.meta, CacheStatus::Hit, &state);
+        let mut headers = with_status(entry.headers.clone(), CacheStatus::Hit);
         headers.insert(header::AGE, HeaderValue::from(entry.age(Instant::now())));
         return Ok(respond(&method, headers, Body::from(entry.body.clone())));
     }
@@ -32,7 +32,7 @@ pub async fn serve_object(
         let meta = forget_if_missing(&state, &name, state.bucket.head(&name).await).await?;
         return Ok(respond(
             &method,
-            object_headers(&meta, CacheStatus::Miss, &state),
+            with_status(object_headers(&meta, &state), CacheStatus::Miss),
             Body::empty(),
         ));
     }
@@ -49,11 +49,12 @@ pub async fn serve_object(
         None
     };
     let Some(_fill_permit) = fill_permit else {
-        let headers = object_headers(&meta, CacheStatus::Bypass, &state);
+        let headers = with_status(object_headers(&meta, &state), CacheStatus::Bypass);
         return Ok(respond(&method, headers, Body::from_stream(stream)));
     };
     let body = collect(stream).await?;
     let entry = Arc::new(CachedObject {
+        headers: object_headers(&meta, &state),
         meta,
         body,
         stored_at: Instant::now(),
@@ -64,7 +65,7 @@ pub async fn serve_object(
     } else {
         CacheStatus::Bypass
     };
-    let headers = object_headers(&entry.meta, status, &state);
+    let headers = with_status(entry.headers.clone(), status);
     Ok(respond(&method, headers, Body::from(entry.body.clone())))
 }
 
@@ -89,7 +90,13 @@ fn respond(method: &Method, headers: HeaderMap, body: Body) -> Response {
     (StatusCode::OK, headers, body).into_response()
 }
 
-fn object_headers(meta: &ObjectMeta, status: CacheStatus, state: &EdgeState) -> HeaderMap {
+fn with_status(mut headers: HeaderMap, status: CacheStatus) -> HeaderMap {
+    headers.insert("x-cache", HeaderValue::from_static(status.as_str()));
+    headers
+}
+
+/// The headers describing an object (all but `X-Cache` and `Age`).
+fn object_headers(meta: &ObjectMeta, state: &EdgeState) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let text = |value: &str| HeaderValue::from_str(value).ok();
     if let Some(v) = text(&meta.content_type) {
@@ -109,7 +116,6 @@ fn object_headers(meta: &ObjectMeta, status: CacheStatus, state: &EdgeState) -> 
     if let Some(v) = text(&cache_control) {
         headers.insert(header::CACHE_CONTROL, v);
     }
-    headers.insert("x-cache", HeaderValue::from_static(status.as_str()));
     if let Some(v) = text(&state.region) {
         headers.insert("x-meridian-region", v);
     }

@@ -92,17 +92,8 @@ async fn five_mib_object_reaches_every_edge_and_its_deletion_reaches_every_cache
         "main bucket and all 9 regional buckets"
     );
 
-    let deleted = stack
-        .http
-        .delete(format!(
-            "{}/v1/objects/media/video%20segment%201.bin",
-            stack.stack.info().delete
-        ))
-        .bearer_auth(&stack.token)
-        .send()
-        .await
-        .expect("delete answers");
-    assert_eq!(deleted.status(), 204);
+    let deleted = stack.delete("media/video%20segment%201.bin").await;
+    assert_eq!(deleted, 204);
 
     for edge in &edges {
         eventually(&format!("{} answers 404", edge.region), || {
@@ -128,17 +119,8 @@ async fn five_mib_object_reaches_every_edge_and_its_deletion_reaches_every_cache
     })
     .await;
 
-    let again = stack
-        .http
-        .delete(format!(
-            "{}/v1/objects/media/video%20segment%201.bin",
-            stack.stack.info().delete
-        ))
-        .bearer_auth(&stack.token)
-        .send()
-        .await
-        .expect("delete answers");
-    assert_eq!(again.status(), 404, "deleting a missing object is 404");
+    let again = stack.delete("media/video%20segment%201.bin").await;
+    assert_eq!(again, 404, "deleting a missing object is 404");
     stack.stack.stop().await;
 }
 
@@ -178,15 +160,9 @@ async fn edge_answers_head_and_404_and_refuses_bad_names() {
 async fn boot_lists_the_nearest_region_first_with_fallbacks() {
     let stack = TestStack::start().await;
     let boot = &stack.stack.info().boot;
-    let tokyo: serde_json::Value = stack
-        .http
-        .get(format!("{boot}/v1/edges?lat=35.6&lon=139.7"))
-        .send()
-        .await
-        .expect("boot")
-        .json()
-        .await
-        .expect("json");
+    let tokyo = stack
+        .get_json(&format!("{boot}/v1/edges?lat=35.6&lon=139.7"))
+        .await;
     let regions: Vec<&str> = tokyo["edges"]
         .as_array()
         .expect("edges")
@@ -199,15 +175,7 @@ async fn boot_lists_the_nearest_region_first_with_fallbacks() {
     );
     assert_eq!(tokyo["client"]["source"], "query");
 
-    let default: serde_json::Value = stack
-        .http
-        .get(format!("{boot}/v1/edges"))
-        .send()
-        .await
-        .expect("boot")
-        .json()
-        .await
-        .expect("json");
+    let default = stack.get_json(&format!("{boot}/v1/edges")).await;
     assert_eq!(default["client"]["source"], "default");
     assert_eq!(default["edges"][0]["region"], "europe-southwest1");
     assert_eq!(default["ttl_seconds"], 60);

@@ -113,6 +113,12 @@ impl Replicator {
         request.send().await.expect("replicator answers").status()
     }
 
+    /// Posts a binary-mode event and expects it to be applied.
+    async fn deliver_ok(&self, sample: &str, generation: i64) {
+        let status = self.deliver_binary(sample, generation).await;
+        assert_eq!(status, 200, "{sample} for generation {generation}");
+    }
+
     /// Posts a structured-mode event.
     async fn deliver_structured(&self, ty: &str, generation: i64) -> reqwest::StatusCode {
         let event = serde_json::json!({
@@ -178,18 +184,12 @@ async fn duplicate_and_stale_finalized_events_leave_every_replica_at_the_newest_
     let first = replicator.write_main("version one").await;
     let second = replicator.write_main("version two").await;
 
-    assert_eq!(
-        replicator
-            .deliver_binary("storage-object-finalized", second.generation)
-            .await,
-        200
-    );
-    assert_eq!(
-        replicator
-            .deliver_binary("storage-object-finalized", second.generation)
-            .await,
-        200
-    );
+    replicator
+        .deliver_ok("storage-object-finalized", second.generation)
+        .await;
+    replicator
+        .deliver_ok("storage-object-finalized", second.generation)
+        .await;
     let newest = Some(("version two", second.generation));
     replicator.assert_replicas(newest).await;
 
@@ -206,12 +206,9 @@ async fn duplicate_and_stale_finalized_events_leave_every_replica_at_the_newest_
     };
     let before = regional_generations(&replicator).await;
     // The older generation's event, arriving late, changes nothing.
-    assert_eq!(
-        replicator
-            .deliver_binary("storage-object-finalized", first.generation)
-            .await,
-        200
-    );
+    replicator
+        .deliver_ok("storage-object-finalized", first.generation)
+        .await;
     replicator.assert_replicas(newest).await;
     assert_eq!(
         regional_generations(&replicator).await,
@@ -236,12 +233,9 @@ async fn deletion_events_remove_copies_but_never_a_newer_one() {
     );
 
     // Overwriting produced a `deleted` event for the first generation: the newer copy stays.
-    assert_eq!(
-        replicator
-            .deliver_binary("storage-object-deleted", first.generation)
-            .await,
-        200
-    );
+    replicator
+        .deliver_ok("storage-object-deleted", first.generation)
+        .await;
     let newest = Some(("version two", second.generation));
     replicator.assert_replicas(newest).await;
 
@@ -251,26 +245,17 @@ async fn deletion_events_remove_copies_but_never_a_newer_one() {
         .delete(&name, None)
         .await
         .expect("delete from main");
-    assert_eq!(
-        replicator
-            .deliver_binary("storage-object-deleted", second.generation)
-            .await,
-        200
-    );
+    replicator
+        .deliver_ok("storage-object-deleted", second.generation)
+        .await;
     replicator.assert_replicas(None).await;
     // Redelivery of the delete, and a late finalized event for a deleted object, are no-ops.
-    assert_eq!(
-        replicator
-            .deliver_binary("storage-object-deleted", second.generation)
-            .await,
-        200
-    );
-    assert_eq!(
-        replicator
-            .deliver_binary("storage-object-finalized", second.generation)
-            .await,
-        200
-    );
+    replicator
+        .deliver_ok("storage-object-deleted", second.generation)
+        .await;
+    replicator
+        .deliver_ok("storage-object-finalized", second.generation)
+        .await;
     replicator.assert_replicas(None).await;
 }
 

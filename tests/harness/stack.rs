@@ -111,6 +111,19 @@ impl TestStack {
             .expect("gateway answers")
     }
 
+    /// Deletes an object (name already URL-encoded) through the delete function.
+    pub async fn delete(&self, encoded_name: &str) -> reqwest::StatusCode {
+        let url = format!("{}/v1/objects/{encoded_name}", self.stack.info().delete);
+        let response = self.http.delete(url).bearer_auth(&self.token).send().await;
+        response.expect("delete answers").status()
+    }
+
+    /// GETs `url` and parses the JSON answer.
+    pub async fn get_json(&self, url: &str) -> serde_json::Value {
+        let response = self.http.get(url).send().await.expect("server answers");
+        response.json().await.expect("JSON body")
+    }
+
     /// The status of a GET of `url`.
     pub async fn status_of(&self, url: &str) -> reqwest::StatusCode {
         self.http

@@ -14,7 +14,7 @@ use axum::Router;
 use meridian_boot::BootState;
 use meridian_delete::DeleteState;
 use meridian_edge::EdgeState;
-use meridian_replicate::{EdgePurger, Replica, ReplicateState};
+use meridian_replicate::{EdgePurger, ReplicateState};
 use meridian_shared::config::Backend;
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::signing::SigningKey;
@@ -151,15 +151,7 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     let http = trusting_client(&ca)?;
     let main_bucket = storage::open(&config, &config.main().bucket).await?;
     let notifier = EventNotifier::new(http.clone(), info.replicate.clone());
-    let notifying_main: Arc<dyn Bucket> =
-        Arc::new(NotifyingBucket::new(main_bucket.clone(), notifier));
-    let mut replicas = Vec::new();
-    for region in config.replica_regions() {
-        replicas.push(Replica {
-            region: region.name.clone(),
-            bucket: storage::open(&config, &region.bucket).await?,
-        });
-    }
+    let notifying_main: Arc<dyn Bucket> = Arc::new(NotifyingBucket::new(main_bucket, notifier));
     let edge_urls = config
         .regions
         .iter()
@@ -200,7 +192,7 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         None,
     );
     let purger = EdgePurger::new(http, edge_urls, jwt_secret.clone());
-    let replicate_state = ReplicateState::new(main_bucket, replicas, purger);
+    let replicate_state = ReplicateState::open(&config, purger).await?;
     spawn(
         replicate,
         meridian_replicate::router(replicate_state.clone()),

@@ -73,6 +73,14 @@ impl ReplicateState {
 
     /// State for a config: its main bucket, its regional buckets and all its edges.
     pub async fn from_config(config: &meridian_shared::Config) -> Result<ReplicateState> {
+        ReplicateState::open(config, EdgePurger::from_config(config)?).await
+    }
+
+    /// State for a config's buckets, purging through `purger`.
+    pub async fn open(
+        config: &meridian_shared::Config,
+        purger: EdgePurger,
+    ) -> Result<ReplicateState> {
         let main = meridian_shared::storage::open(config, &config.main().bucket).await?;
         let mut replicas = Vec::new();
         for region in config.replica_regions() {
@@ -82,7 +90,6 @@ impl ReplicateState {
                 bucket,
             });
         }
-        let purger = EdgePurger::from_config(config)?;
         Ok(ReplicateState::new(main, replicas, purger))
     }
 }

@@ -21,7 +21,7 @@ use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 
-use super::{ByteStream, ObjectMeta, ObjectName, PutOptions, local::content_type_or_default};
+use super::{ByteStream, ObjectMeta, ObjectName, PutOptions, content_type_or_default};
 use crate::error::{Error, Result};
 
 /// A connection to a Cloud Storage endpoint.

@@ -22,7 +22,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    ByteStream, Md5Hasher, ObjectMeta, ObjectName, PutOptions, check_generation, next_generation,
+    ByteStream, Md5Hasher, ObjectMeta, ObjectName, PutOptions, check_generation,
+    content_type_or_default, next_generation,
 };
 use crate::error::{Error, Result};
 
@@ -118,15 +119,23 @@ fn read_meta(object_dir: &Path) -> Result<Option<ObjectMeta>> {
     }
 }
 
-/// Replaces `meta.json` atomically: write a sibling, flush it, rename over.
-fn write_meta(object_dir: &Path, meta: &ObjectMeta) -> Result<()> {
-    let tmp = object_dir.join(format!("meta.json.{}.tmp", uuid::Uuid::new_v4()));
-    let json = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+/// Replaces `path` atomically: write a sibling, flush it, rename it over.
+fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!("{file_name}.{}.tmp", uuid::Uuid::new_v4()));
     let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&json)?;
+    file.write_all(contents)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, object_dir.join("meta.json"))?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+fn write_meta(object_dir: &Path, meta: &ObjectMeta) -> Result<()> {
+    let json = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    replace_file(&object_dir.join("meta.json"), &json)
 }
 
 /// Flushes a folder's entries (renames, creations) to disk.
@@ -146,11 +155,7 @@ fn take_generation(bucket_dir: &Path, live: Option<i64>) -> Result<i64> {
         Err(e) => return Err(e.into()),
     };
     let generation = next_generation(live.max(high_water));
-    let tmp = bucket_dir.join(format!(".generation.{}.tmp", uuid::Uuid::new_v4()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(generation.to_string().as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &mark)?;
+    replace_file(&mark, generation.to_string().as_bytes())?;
     Ok(generation)
 }
 
@@ -275,14 +280,6 @@ impl super::Bucket for LocalBucket {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
-    }
-}
-
-pub(crate) fn content_type_or_default(content_type: String) -> String {
-    if content_type.is_empty() {
-        "application/octet-stream".to_string()
-    } else {
-        content_type
     }
 }
 

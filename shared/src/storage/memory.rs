@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{
     ByteStream, Md5Hasher, ObjectMeta, ObjectName, PutOptions, check_generation, collect,
-    local::content_type_or_default, next_generation, stream_from_bytes,
+    content_type_or_default, next_generation, stream_from_bytes,
 };
 use crate::error::{Error, Result};
 

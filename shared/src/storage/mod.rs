@@ -147,7 +147,7 @@ pub trait Bucket: Send + Sync + std::fmt::Debug {
 pub async fn open(config: &Config, name: &str) -> Result<Arc<dyn Bucket>> {
     Ok(match config.storage.backend {
         Backend::Local => Arc::new(LocalBucket::open(&config.storage.root, name).await?),
-        Backend::Memory => Arc::new(MemoryBucket::new(name)),
+        Backend::Memory => Arc::new(memory_bucket(name)),
         Backend::Gcs => Arc::new(
             GcsClient::anonymous(&config.storage.gcs_endpoint)
                 .await?
@@ -156,12 +156,38 @@ pub async fn open(config: &Config, name: &str) -> Result<Arc<dyn Bucket>> {
     })
 }
 
+/// The in-process memory bucket called `name`: every `open` of the same name in a
+/// process shares one bucket, as every client of a storage service sees the same
+/// bucket (otherwise a local stack's edges would never see what was replicated).
+fn memory_bucket(name: &str) -> MemoryBucket {
+    static BUCKETS: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, MemoryBucket>>> =
+        std::sync::OnceLock::new();
+    let mut buckets = BUCKETS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    buckets
+        .entry(name.to_string())
+        .or_insert_with(|| MemoryBucket::new(name))
+        .clone()
+}
+
 /// The next generation after `previous`: the current time in microseconds (as Cloud
 /// Storage does) but never less than one more than the previous generation, so a clock
 /// step backwards cannot reorder writes.
 pub(crate) fn next_generation(previous: Option<i64>) -> i64 {
     let now = Utc::now().timestamp_micros();
     previous.map_or(now, |p| now.max(p + 1))
+}
+
+/// The content type to store: the given one, or `application/octet-stream` as Cloud
+/// Storage defaults to.
+pub(crate) fn content_type_or_default(content_type: String) -> String {
+    if content_type.is_empty() {
+        "application/octet-stream".to_string()
+    } else {
+        content_type
+    }
 }
 
 /// Checks an `ifGenerationMatch` precondition against the live generation.
@@ -198,6 +224,20 @@ impl Md5Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn opening_a_memory_bucket_twice_shares_its_contents() {
+        let mut config = Config::default();
+        config.storage.backend = Backend::Memory;
+        let writer = open(&config, "shared-memory-test").await.expect("open");
+        let reader = open(&config, "shared-memory-test").await.expect("open");
+        let name = ObjectName::new("x").expect("name");
+        writer
+            .put(&name, stream_from_bytes("x"), PutOptions::default())
+            .await
+            .expect("put");
+        assert!(reader.head(&name).await.is_ok());
+    }
 
     #[test]
     fn generations_strictly_increase_even_if_the_clock_lags() {

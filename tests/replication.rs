@@ -1,5 +1,5 @@
 //! Event semantics of the replicate function, over real HTTP with events shaped
-//! exactly like Google's samples (`../shared/testdata/eventarc/`): at-least-once and
+//! exactly like Google's samples (`tests/data/eventarc/`): at-least-once and
 //! out-of-order delivery never leave a regional bucket behind the newest generation.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Google's V4 signed-URL conformance cases (`signingV4Tests`), read from
-//! `../shared/testdata/gcs-v4-signing/`. Each case's client settings (hostname,
+//! `tests/data/gcs-v4-signing/`. Each case's client settings (hostname,
 //! client endpoint, emulator host, universe domain) are mapped to the endpoint URL a
 //! Meridian deployment would configure; then the canonical request, string to sign
 //! and URL must match exactly.

@@ -5,10 +5,11 @@ pub mod stack;
 
 use std::path::PathBuf;
 
-/// `../shared/testdata/<relative>`, beside the repository root.
+/// `tests/data/<relative>`: Google's V4 conformance cases and event samples, with
+/// their licence notices.
 pub fn testdata(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata")
+        .join("data")
         .join(relative)
 }
 

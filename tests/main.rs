@@ -2,16 +2,22 @@
 //! fake-gcs-server for Cloud Storage. One crate, so everything links once.
 //!
 //! # Layout
+//! - `integrity`: damaged bucket files and metadata are never passed off as whole.
 //! - `harness`: shared helpers (test data, the in-process stack, fake-gcs-server).
 //! - `storage_suite`: one behaviour suite run on the local, memory and GCS backends.
 //! - `signing_conformance`: Google's V4 signed-URL conformance cases.
+//! - `connection_limits`: silent and idle connections, over TLS, HTTP/1.1 and HTTP/2.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
 //! - `replication`: event delivery semantics of the replicate function.
+//! - `timeouts`: silent upstreams answer 504 within the configured time.
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
 
+mod connection_limits;
 mod end_to_end;
 mod harness;
+mod integrity;
 mod replication;
 mod signing_conformance;
 mod storage_suite;
+mod timeouts;
 mod upload_security;

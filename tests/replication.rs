@@ -318,7 +318,7 @@ async fn a_region_that_fails_makes_the_event_fail_so_it_is_redelivered() {
         .expect("bind");
     let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
-    let unreachable = storage::GcsClient::anonymous(&endpoint)
+    let unreachable = storage::GcsClient::anonymous(&endpoint, &Default::default())
         .await
         .expect("client")
         .bucket("regional-x");

@@ -240,7 +240,7 @@ async fn memory_backend_behaves_like_a_bucket() {
 #[tokio::test]
 async fn gcs_backend_behaves_like_a_bucket_on_fake_gcs_server() {
     let server = FakeGcs::start().await;
-    let client = GcsClient::anonymous(&server.endpoint)
+    let client = GcsClient::anonymous(&server.endpoint, &Default::default())
         .await
         .expect("client");
     client

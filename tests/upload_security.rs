@@ -1,6 +1,8 @@
-//! What the upload path refuses: signed URLs that are expired, altered, used with
-//! another method or for another object (403, nothing written); requests without a
-//! valid token (401); names that break the rules (400, nothing outside the data folder).
+//! What the upload path refuses: signed URLs that are expired (400 `ExpiredToken`),
+//! altered, used with another method or for another object (403
+//! `SignatureDoesNotMatch`), all as Cloud Storage's XML error documents with nothing
+//! written; requests without a valid token (401); names that break the rules (400,
+//! nothing outside the data folder). And what the gateway answers a good upload.
 
 use std::time::Duration;
 
@@ -10,14 +12,38 @@ use meridian_shared::auth::{self, TokenScope};
 use crate::harness::stack::{TestStack, all_files};
 
 const TEXT: &str = "text/plain";
+const EXPIRED: (u16, &str) = (400, "ExpiredToken");
+const MISMATCH: (u16, &str) = (403, "SignatureDoesNotMatch");
+const DENIED: (u16, &str) = (403, "AccessDenied");
 
-/// Asserts a 403 whose body mentions `reason`, and that `name` was not written.
-async fn assert_refused(stack: &TestStack, response: reqwest::Response, reason: &str, name: &str) {
-    assert_eq!(response.status(), 403);
+/// Asserts Cloud Storage's XML error with `status` and `code` whose details mention
+/// `reason`, and that `name` was not written.
+async fn assert_refused(
+    stack: &TestStack,
+    response: reqwest::Response,
+    (status, code): (u16, &str),
+    reason: &str,
+    name: &str,
+) {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/xml; charset=UTF-8"
+    );
     let body = response.text().await.expect("body");
     assert!(
-        body.contains(reason),
-        "403 body {body:?} should say {reason:?}"
+        body.starts_with("<?xml version='1.0' encoding='UTF-8'?><Error><Code>"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
+    let details = body
+        .split("<Details>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Details>").next())
+        .unwrap_or_default();
+    assert!(
+        details.contains(reason),
+        "details of {body:?} should say {reason:?}"
     );
     assert!(
         stack.buckets_holding(name).await.is_empty(),
@@ -31,7 +57,7 @@ async fn expired_signed_urls_are_refused() {
     // Signed two minutes ago for 60 seconds: expired a minute ago.
     let expired = stack.mint_upload_url("late.txt", TEXT, Utc::now() - TimeDelta::seconds(120));
     let response = stack.upload(&expired, TEXT, b"late".to_vec()).await;
-    assert_refused(&stack, response, "expired", "late.txt").await;
+    assert_refused(&stack, response, EXPIRED, "expired", "late.txt").await;
     stack.stack.stop().await;
 }
 
@@ -44,7 +70,14 @@ async fn altered_misused_or_redirected_signed_urls_are_refused() {
     let last = altered.pop().expect("non-empty");
     altered.push(if last == '0' { '1' } else { '0' });
     let response = stack.upload(&altered, TEXT, b"x".to_vec()).await;
-    assert_refused(&stack, response, "signature does not match", "target.txt").await;
+    assert_refused(
+        &stack,
+        response,
+        MISMATCH,
+        "signature does not match",
+        "target.txt",
+    )
+    .await;
 
     let response = stack
         .http
@@ -54,19 +87,40 @@ async fn altered_misused_or_redirected_signed_urls_are_refused() {
         .send()
         .await
         .expect("answer");
-    assert_refused(&stack, response, "signed for PUT, not POST", "target.txt").await;
+    assert_refused(
+        &stack,
+        response,
+        MISMATCH,
+        "signed for PUT, not POST",
+        "target.txt",
+    )
+    .await;
 
     let elsewhere = url.replace("/target.txt?", "/other.txt?");
     assert_ne!(elsewhere, url);
     let response = stack.upload(&elsewhere, TEXT, b"x".to_vec()).await;
-    assert_refused(&stack, response, "signature does not match", "other.txt").await;
+    assert_refused(
+        &stack,
+        response,
+        MISMATCH,
+        "signature does not match",
+        "other.txt",
+    )
+    .await;
 
     let response = stack.upload(&url, "application/json", b"x".to_vec()).await;
-    assert_refused(&stack, response, "signature does not match", "target.txt").await;
+    assert_refused(
+        &stack,
+        response,
+        MISMATCH,
+        "signature does not match",
+        "target.txt",
+    )
+    .await;
 
     let unsigned = url.split('?').next().expect("path").to_string();
     let response = stack.upload(&unsigned, TEXT, b"x".to_vec()).await;
-    assert_refused(&stack, response, "not a signed URL", "target.txt").await;
+    assert_refused(&stack, response, DENIED, "not a signed URL", "target.txt").await;
 
     // The genuine URL still works after all that.
     assert_eq!(
@@ -253,8 +307,10 @@ async fn the_gateway_judges_expiry_by_its_clock_to_the_second() {
         .send()
         .await
         .expect("answer");
-    assert_eq!(too_late.status(), 403);
-    assert!(too_late.text().await.expect("body").contains("expired"));
+    assert_eq!(too_late.status(), 400);
+    let body = too_late.text().await.expect("body");
+    assert!(body.contains("<Code>ExpiredToken</Code>"), "{body}");
+    assert!(body.contains("expired"), "{body}");
     offset_seconds.store(-301, Ordering::SeqCst);
     let too_early = http
         .put(url_for("too-early"))
@@ -275,4 +331,176 @@ async fn the_gateway_judges_expiry_by_its_clock_to_the_second() {
         .collect();
     assert_eq!(names, ["in-time"]);
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_upload_is_answered_as_cloud_storage_answers_it() {
+    use base64::Engine;
+    let stack = TestStack::start().await;
+    let url = stack.ticket("answered.txt", TEXT).await;
+    let payload = b"hello, world\n".to_vec();
+    let response = stack.upload(&url, TEXT, payload.clone()).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(response.bytes().await.expect("body").len(), 0, "empty body");
+
+    let name = meridian_shared::ObjectName::new("answered.txt").expect("name");
+    let main = meridian_shared::storage::LocalBucket::open(
+        &stack.stack.config().storage.root,
+        &stack.bucket_names()[0],
+    )
+    .await
+    .expect("open");
+    let stored = meridian_shared::Bucket::head(&main, &name)
+        .await
+        .expect("stored");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let crc32c = b64.encode(crc32c::crc32c(&payload).to_be_bytes());
+    assert_eq!(headers["etag"], stored.etag());
+    assert_eq!(headers["x-goog-generation"], stored.generation.to_string());
+    assert_eq!(headers["x-goog-stored-content-length"], "13");
+    let hashes: Vec<&str> = headers
+        .get_all("x-goog-hash")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert_eq!(
+        hashes,
+        [
+            format!("crc32c={crc32c}"),
+            format!("md5={}", stored.md5_hash)
+        ]
+    );
+    stack.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meridian_put_reads_cloud_storages_answer() {
+    let stack = TestStack::start().await;
+    let file = stack.parent.path().join("report.txt");
+    std::fs::write(&file, b"reported\n").expect("write");
+    let client = meridian_cli::client::Client::connect(&stack.data_dir(), Default::default())
+        .await
+        .expect("connect");
+    let report = meridian_cli::client::put(&client, &file, Some("reports/one.txt"))
+        .await
+        .expect("put");
+    let main = meridian_shared::storage::LocalBucket::open(
+        &stack.stack.config().storage.root,
+        &stack.bucket_names()[0],
+    )
+    .await
+    .expect("open");
+    let stored = meridian_shared::Bucket::head(
+        &main,
+        &meridian_shared::ObjectName::new("reports/one.txt").expect("name"),
+    )
+    .await
+    .expect("stored");
+    assert_eq!(report.generation, stored.generation);
+    assert_eq!(report.size, 9);
+    assert_eq!(report.md5_hash, stored.md5_hash);
+    assert!(report.crc32c.is_some());
+    assert_eq!(report.content_type, "text/plain");
+    stack.stack.stop().await;
+}
+
+/// Sends raw bytes to the stack's gateway over one TCP connection, closes the sending
+/// half when `stop_sending` (a client giving up mid-request), and returns everything
+/// the gateway answered.
+async fn raw_gateway_exchange(stack: &TestStack, request: &[u8], stop_sending: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = stack
+        .stack
+        .info()
+        .gateway
+        .trim_start_matches("http://")
+        .to_string();
+    let mut socket = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("connect");
+    socket.write_all(request).await.expect("write");
+    if stop_sending {
+        socket.shutdown().await.expect("half-close");
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+        .await
+        .expect("the gateway answers")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_mid_upload_gets_a_4xx_and_nothing_is_written() {
+    let stack = TestStack::start().await;
+    let url = url::Url::parse(&stack.ticket("half.txt", TEXT).await).expect("url");
+    let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let request = format!(
+        "PUT {target} HTTP/1.1\r\nhost: {}\r\ncontent-type: {TEXT}\r\ncontent-length: 1000\r\n\r\nonly ten b",
+        url.host_str().expect("host")
+    );
+    let answer = raw_gateway_exchange(&stack, request.as_bytes(), true).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>IncompleteBody</Code>"), "{answer}");
+    assert!(stack.buckets_holding("half.txt").await.is_empty());
+    let staging = stack
+        .stack
+        .config()
+        .storage
+        .root
+        .join(&stack.bucket_names()[0])
+        .join("tmp");
+    assert_eq!(std::fs::read_dir(staging).expect("tmp").count(), 0);
+    stack.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_naming_two_hosts_are_refused() {
+    let stack = TestStack::start().await;
+    let url = url::Url::parse(&stack.ticket("hosts.txt", TEXT).await).expect("url");
+    let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let host = url.host_str().expect("host");
+    for hosts in [
+        format!("host: {host}\r\nhost: evil.example\r\n"),
+        format!("host: {host}, evil.example\r\n"),
+    ] {
+        let request = format!(
+            "PUT {target} HTTP/1.1\r\n{hosts}content-type: {TEXT}\r\nconnection: close\r\ncontent-length: 1\r\n\r\nx"
+        );
+        let answer = raw_gateway_exchange(&stack, request.as_bytes(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("<Code>InvalidArgument</Code>"), "{answer}");
+    }
+    assert!(stack.buckets_holding("hosts.txt").await.is_empty());
+    stack.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_checks_the_token_before_it_reads_a_body() {
+    let stack = TestStack::start().await;
+    let url = format!("{}/v1/uploads", stack.stack.info().sign);
+    let large = vec![b' '; 1024 * 1024];
+    let anonymous = stack
+        .http
+        .post(&url)
+        .body(large.clone())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(anonymous.status(), 401, "refused on its headers alone");
+    let authorised = stack
+        .http
+        .post(&url)
+        .bearer_auth(&stack.token)
+        .body(large)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        authorised.status(),
+        413,
+        "even a publisher's body is bounded"
+    );
+    stack.stack.stop().await;
 }

@@ -38,6 +38,22 @@ pub enum CliError {
         /// What each edge said.
         tried: String,
     },
+    /// A local file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `stack.json` cannot be parsed.
+    #[error("{path} is corrupt (delete it and restart `meridian up`): {source}")]
+    CorruptStackFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
     /// Talking HTTP failed.
     #[error("{0}")]
     Http(#[from] reqwest::Error),

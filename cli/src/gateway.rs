@@ -1,22 +1,28 @@
 //! The local storage gateway: stands in for Cloud Storage's XML endpoint, so uploads
-//! on the local stack use the real signed-URL protocol.
+//! on the local stack use the real signed-URL protocol and get Cloud Storage's answers.
 //!
 //! `PUT /<bucket>/<object>?X-Goog-...` is accepted only after the signature, expiry,
 //! method, object and signed headers check out; the body then streams into the main
 //! bucket (a [`crate::notify::NotifyingBucket`], which emits the `finalized` event).
-//! A refused request gets 403 saying why, and nothing is written.
+//! Success is `200` with an empty body and Cloud Storage's headers (`ETag`,
+//! `x-goog-generation`, `x-goog-hash`, `x-goog-stored-content-length`). Every refusal
+//! is Cloud Storage's XML error document: its `Code` (`SignatureDoesNotMatch`,
+//! `ExpiredToken`, `AccessDenied`, ...), a `Message`, and the reason in `Details`.
+//! Statuses come from the one mapping in [`meridian_shared::Error::http_status`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use futures::TryStreamExt;
+use meridian_shared::error::{BodyFailure, SignedUrlRefusal};
 use meridian_shared::signing::{SigningKey, check_declared_payload, verify_request};
 use meridian_shared::storage::PutOptions;
-use meridian_shared::{Bucket, Clock, Error, ObjectName, Result};
+use meridian_shared::{Bucket, Clock, Error, ObjectName};
 
 /// Shared state of the gateway.
 #[derive(Clone)]
@@ -44,10 +50,23 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response> {
+) -> Response {
+    match upload(&state, &method, &uri, headers, body).await {
+        Ok(response) => response,
+        Err(e) => xml_error(e),
+    }
+}
+
+async fn upload(
+    state: &GatewayState,
+    method: &Method,
+    uri: &Uri,
+    mut headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
     let now = (state.clock)();
+    check_host(&headers)?;
     // HTTP/2 carries the host in the URI (:authority), not in a Host header.
-    let mut headers = headers;
     if !headers.contains_key(header::HOST)
         && let Some(authority) = uri.authority().and_then(|a| a.as_str().parse().ok())
     {
@@ -65,8 +84,9 @@ async fn handle(
         return Err(Error::NotFound(format!("bucket {}", verified.bucket)));
     }
     if method != Method::PUT {
-        let message = serde_json::json!({"error": "the local gateway accepts only PUT uploads"});
-        return Ok((StatusCode::METHOD_NOT_ALLOWED, axum::Json(message)).into_response());
+        return Err(Error::MethodNotAllowed(
+            "the local gateway takes only PUT uploads".into(),
+        ));
     }
     let name = ObjectName::new(verified.object)?;
     name.check_servable()?;
@@ -75,27 +95,160 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    // A body that fails is the client's doing (it stopped sending): say so, so the
+    // storage write reports it as such rather than as a failure of ours.
+    let crc = Arc::new(Mutex::new(0u32));
+    let running_crc = crc.clone();
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| BodyFailure::Incomplete(e.into()).into_io())
+        .inspect_ok(move |chunk| {
+            // Lock held for one checksum update; the stream is polled by one task.
+            let mut crc = running_crc.lock().unwrap_or_else(|p| p.into_inner());
+            *crc = crc32c::crc32c_append(*crc, chunk);
+        });
     let stream = check_declared_payload(Box::pin(stream), &headers)?;
     let options = PutOptions {
         content_type,
         ..PutOptions::default()
     };
-    let meta = state
-        .bucket
-        .put(&name, stream, options)
-        .await
-        .map_err(|e| match e {
-            Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                Error::BadRequest(io.to_string())
-            }
-            other => other,
-        })?;
+    let meta = state.bucket.put(&name, stream, options).await?;
+    let crc32c = *crc.lock().unwrap_or_else(|p| p.into_inner());
     tracing::info!(object = %name, size = meta.size, generation = meta.generation, "upload stored");
-    Ok((
-        StatusCode::OK,
-        [(header::ETAG, meta.etag())],
-        axum::Json(meta),
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut response = StatusCode::OK.into_response();
+    let out = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            out.append(name, value);
+        }
+    };
+    set("etag", meta.etag());
+    set("x-goog-generation", meta.generation.to_string());
+    set("x-goog-metageneration", "1".to_string());
+    set(
+        "x-goog-hash",
+        format!("crc32c={}", b64.encode(crc32c.to_be_bytes())),
+    );
+    set("x-goog-hash", format!("md5={}", meta.md5_hash));
+    set("x-goog-stored-content-length", meta.size.to_string());
+    set("x-goog-stored-content-encoding", "identity".to_string());
+    Ok(response)
+}
+
+/// Exactly one Host header with one value: a request naming two hosts is ambiguous
+/// about what was signed.
+fn check_host(headers: &HeaderMap) -> Result<(), Error> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(Error::BadRequest("more than one Host header".into())),
+        (Some(host), None) if host.as_bytes().contains(&b',') => Err(Error::BadRequest(
+            "the Host header must name one host".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Cloud Storage's XML error code for an error.
+fn error_code(error: &Error) -> &'static str {
+    match error {
+        Error::SignedUrl { refusal, .. } => refusal.as_str(),
+        Error::Unauthorized(_) | Error::Forbidden(_) => SignedUrlRefusal::AccessDenied.as_str(),
+        Error::BadRequest(_) | Error::InvalidName(_) => "InvalidArgument",
+        Error::Body(BodyFailure::Incomplete(_)) => "IncompleteBody",
+        Error::Body(BodyFailure::DigestMismatch { .. }) => "BadDigest",
+        Error::BodyTooLarge { .. } => "EntityTooLarge",
+        Error::MethodNotAllowed(_) => "MethodNotAllowed",
+        Error::NotFound(what) if what.starts_with("bucket ") => "NoSuchBucket",
+        Error::NotFound(_) => "NoSuchKey",
+        Error::PreconditionFailed(_) => "PreconditionFailed",
+        Error::Timeout { .. } => "RequestTimeout",
+        Error::Upstream { .. } => "ServiceUnavailable",
+        Error::Config(_) | Error::Corrupt(_) | Error::Io(_) | Error::Internal { .. } => {
+            "InternalError"
+        }
+    }
+}
+
+/// Cloud Storage's short message for a code.
+fn error_message(code: &str) -> &'static str {
+    match code {
+        "SignatureDoesNotMatch" | "AccessDenied" => "Access denied.",
+        "ExpiredToken" => "The provided token has expired.",
+        "MalformedSecurityHeader" => "Your request has a malformed header.",
+        "NoSuchBucket" => "The specified bucket does not exist.",
+        "NoSuchKey" => "The specified key does not exist.",
+        "IncompleteBody" => {
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        }
+        "BadDigest" => "The digest you specified did not match what we received.",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "InvalidArgument" => "Invalid argument.",
+        _ => "We encountered an internal error. Please try again.",
+    }
+}
+
+/// The XML error document for `error`, with the status from the one mapping. Server
+/// errors are logged with their causes and say nothing of them to the client.
+fn xml_error(error: Error) -> Response {
+    error.log_if_server_error();
+    let status = error.http_status();
+    let code = error_code(&error);
+    let details = if status.is_server_error() {
+        String::new()
+    } else {
+        format!("<Details>{}</Details>", escape_xml(&error.to_string()))
+    };
+    let document = format!(
+        "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{}</Message>{details}</Error>",
+        error_message(code)
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/xml; charset=UTF-8")],
+        document,
     )
-        .into_response())
+        .into_response()
+}
+
+fn escape_xml(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            // XML 1.0 cannot carry most control characters at all, even as references.
+            c if c.is_control() => escaped.extend(c.escape_default()),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_are_escaped() {
+        assert_eq!(
+            escape_xml("a<b>&\"c'\u{1b}"),
+            "a&lt;b&gt;&amp;&quot;c&apos;\\u{1b}"
+        );
+    }
+
+    #[test]
+    fn two_hosts_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::HOST, HeaderValue::from_static("a"));
+        assert!(check_host(&headers).is_ok());
+        headers.append(header::HOST, HeaderValue::from_static("b"));
+        assert!(check_host(&headers).is_err());
+        let mut joined = HeaderMap::new();
+        joined.insert(header::HOST, HeaderValue::from_static("a, b"));
+        assert!(check_host(&joined).is_err());
+    }
 }

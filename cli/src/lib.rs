@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`stack`]: starting and stopping the whole CDN in one process.
 //! - [`gateway`]: the local storage gateway (signed-URL uploads).
+//! - [`local`]: the data folder's secrets and CA trust, shared by stack and clients.
 //! - [`notify`]: storage events from the local main bucket to the replicator.
 //! - [`stackfile`]: `stack.json`, how client commands find a running stack.
 //! - [`client`]: the client commands.
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod error;
 pub mod gateway;
+pub mod local;
 pub mod notify;
 pub mod stack;
 pub mod stackfile;

@@ -19,8 +19,39 @@ struct Cli {
         default_value = ".meridian"
     )]
     data_dir: PathBuf,
+    /// Seconds a client command waits for a connection to open.
+    #[arg(
+        long,
+        global = true,
+        env = "MERIDIAN_CONNECT_TIMEOUT",
+        default_value_t = 5.0
+    )]
+    connect_timeout: f64,
+    /// Seconds a client command waits for an answer to start, or for a transfer to
+    /// move again; a transfer that keeps moving is never cut, however long it takes.
+    #[arg(long, global = true, env = "MERIDIAN_TIMEOUT", default_value_t = 30.0)]
+    timeout: f64,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The client commands' time limits.
+    fn limits(&self) -> meridian_cli::Result<meridian_shared::config::OutboundSettings> {
+        let millis = |flag: &str, seconds: f64| {
+            if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+                Ok((seconds * 1000.0).ceil() as u64)
+            } else {
+                Err(meridian_cli::CliError::Internal(format!(
+                    "{flag}: {seconds} is not a number of seconds between 0 and 86400"
+                )))
+            }
+        };
+        Ok(meridian_shared::config::OutboundSettings {
+            connect_timeout_ms: millis("--connect-timeout", self.connect_timeout)?,
+            request_timeout_ms: millis("--timeout", self.timeout)?,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -89,11 +120,12 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> meridian_cli::Result<()> {
+    let limits = cli.limits()?;
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Up { config, port_base } => up(data_dir, config, port_base).await,
         Command::Put { file, name } => {
-            let client = Client::connect(&data_dir).await?;
+            let client = Client::connect(&data_dir, limits).await?;
             let report = client::put(&client, &file, name.as_deref()).await?;
             println!(
                 "uploaded {} ({} bytes, {}, generation {}); replicating to every region",
@@ -106,7 +138,7 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
             output,
             location,
         } => {
-            let client = Client::connect(&data_dir).await?;
+            let client = Client::connect(&data_dir, limits).await?;
             let report = client::get(&client, &name, output.as_deref(), location.pair()).await?;
             eprintln!(
                 "{} bytes from {} ({}, X-Cache: {})",
@@ -115,17 +147,19 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
             Ok(())
         }
         Command::Rm { name } => {
-            let client = Client::connect(&data_dir).await?;
+            let client = Client::connect(&data_dir, limits).await?;
             client::rm(&client, &name).await?;
             println!("deleted {name}");
             Ok(())
         }
         Command::Edges { location } => {
-            let client = Client::connect(&data_dir).await?;
+            let client = Client::connect(&data_dir, limits).await?;
             let list = client::edges(&client, location.pair()).await?;
             println!(
                 "client at {:.4}, {:.4} ({})",
-                list.client.lat, list.client.lon, list.client.source
+                list.client.lat,
+                list.client.lon,
+                list.client.source.as_str()
             );
             for (i, edge) in list.edges.iter().enumerate() {
                 println!("{:>2}  {:<22} {}", i + 1, edge.region, edge.url);

@@ -130,7 +130,7 @@ impl Bucket for NotifyingBucket {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Upstream(format!(
+        Err(Error::upstream_msg(format!(
             "{name}: kept changing while being deleted"
         )))
     }

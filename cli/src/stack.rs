@@ -6,9 +6,8 @@
 //! generated secrets and `stack.json`. Starting again on the same folder keeps it all.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use meridian_boot::BootState;
@@ -19,13 +18,14 @@ use meridian_shared::config::Backend;
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::signing::SigningKey;
 use meridian_shared::tls::{DevCa, TlsConfig};
-use meridian_shared::{Bucket, Config, auth, clock, storage};
+use meridian_shared::{Bucket, Config, clock, storage};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{CliError, Result};
 use crate::gateway::{self, GatewayState};
+use crate::local::{LocalSecrets, trusting_client};
 use crate::notify::{EventNotifier, NotifyingBucket};
 use crate::stackfile::{EdgeInfo, StackInfo};
 
@@ -148,7 +148,7 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     };
 
     let jwt_secret = config.auth.secret()?;
-    let http = trusting_client(&ca)?;
+    let http = trusting_client(&ca, &config.outbound)?;
     let main_bucket = storage::open(&config, &config.main().bucket).await?;
     let notifier = EventNotifier::new(http.clone(), info.replicate.clone());
     let notifying_main: Arc<dyn Bucket> = Arc::new(NotifyingBucket::new(main_bucket, notifier));
@@ -218,13 +218,18 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     // catch up in the background so startup stays quick.
     tokio::spawn(async move {
         match replicate_state.reconcile().await {
-            Ok(report) if report.copied + report.deleted > 0 => tracing::info!(
-                copied = report.copied,
-                deleted = report.deleted,
-                "regional buckets caught up"
-            ),
+            Ok(report) if report.copied + report.deleted + report.failed.len() > 0 => {
+                tracing::info!(
+                    copied = report.copied,
+                    deleted = report.deleted,
+                    skipped = report.failed.len(),
+                    "regional buckets caught up"
+                )
+            }
             Ok(_) => {}
-            Err(e) => tracing::warn!(cause = %e, "catching up regional buckets failed"),
+            Err(e) => {
+                tracing::warn!(cause = %meridian_shared::error::Chain(&e), "catching up regional buckets failed")
+            }
         }
     });
 
@@ -245,52 +250,4 @@ async fn bind(port: u16) -> Result<TcpListener> {
             addr: addr.to_string(),
             cause,
         })
-}
-
-/// An HTTP client that trusts only the development CA (for talking to local edges).
-pub fn trusting_client(ca: &DevCa) -> Result<reqwest::Client> {
-    let cert = reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?;
-    Ok(reqwest::Client::builder()
-        .tls_certs_only([cert])
-        .timeout(Duration::from_secs(30))
-        .build()?)
-}
-
-/// Secrets a local stack makes for itself on first start, kept (owner-only) in the
-/// data folder so a restart keeps tokens and URLs valid.
-pub struct LocalSecrets {
-    /// HS256 secret for bearer tokens.
-    pub jwt: String,
-    /// HMAC secret for signed URLs.
-    pub hmac: String,
-}
-
-impl LocalSecrets {
-    /// The folder holding the secrets.
-    pub fn dir(data_dir: &Path) -> PathBuf {
-        data_dir.join("secrets")
-    }
-
-    /// Loads the secrets, creating any that are missing.
-    pub fn load_or_create(data_dir: &Path) -> Result<LocalSecrets> {
-        let dir = LocalSecrets::dir(data_dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(LocalSecrets {
-            jwt: secret_file(&dir.join("jwt-secret"))?,
-            hmac: secret_file(&dir.join("hmac-secret"))?,
-        })
-    }
-}
-
-fn secret_file(path: &Path) -> Result<String> {
-    if let Ok(existing) = std::fs::read_to_string(path) {
-        return Ok(existing.trim().to_string());
-    }
-    let secret = auth::generate_secret()?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(path)?, secret.as_bytes())?;
-    Ok(secret)
 }

@@ -51,8 +51,7 @@ impl StackInfo {
     pub fn write(&self) -> Result<()> {
         let path = StackInfo::path(&self.data_dir);
         let tmp = path.with_extension("json.tmp");
-        let json =
-            serde_json::to_vec_pretty(self).map_err(|e| CliError::Internal(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(&tmp, json)?;
         std::fs::rename(tmp, path)?;
         Ok(())
@@ -65,8 +64,10 @@ impl StackInfo {
             std::io::ErrorKind::NotFound => CliError::NoStack(data_dir.display().to_string()),
             _ => CliError::Io(e),
         })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| CliError::Internal(format!("{} is corrupt: {e}", path.display())))
+        serde_json::from_slice(&bytes).map_err(|source| CliError::CorruptStackFile {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// Removes the file (on shutdown), if it is still ours.

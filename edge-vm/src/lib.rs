@@ -82,7 +82,7 @@ fn fill_budget_kib(settings: &EdgeSettings) -> usize {
 pub fn router(state: EdgeState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/_meridian/purge", post(purge::purge))
+        .route(meridian_shared::api::PURGE_PATH, post(purge::purge))
         .route("/{*name}", get(serve::serve_object))
         .with_state(state)
 }

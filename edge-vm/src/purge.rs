@@ -1,32 +1,30 @@
-//! `POST /_meridian/purge {"name", "older_than"?}`: drops an object from this edge's
-//! cache — only a copy from a main-bucket generation older than `older_than` when
-//! that is given. Needs a bearer token of scope `purge` (the replicator mints one).
+//! `POST /_meridian/purge` ([`PurgeRequest`]): drops an object from this edge's cache,
+//! or only a copy from a main-bucket generation older than `older_than` when that is
+//! given. Needs a bearer token of scope `purge` (the replicator mints one), checked
+//! before any of the body is read.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use meridian_shared::api::PurgeRequest;
 use meridian_shared::auth::TokenScope;
 use meridian_shared::{Error, ObjectName, Result};
-use serde::Deserialize;
 
 use crate::EdgeState;
 
-#[derive(Deserialize)]
-struct PurgeRequest {
-    name: String,
-    #[serde(default)]
-    older_than: Option<i64>,
-}
+/// Largest purge body taken: a name of at most 1024 bytes and a generation.
+const MAX_PURGE_BYTES: usize = 4 * 1024;
 
 /// Drops one object from the cache; 204 whether or not it was cached.
 pub async fn purge(
     State(state): State<EdgeState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode> {
     state.tokens.authorize(&headers, TokenScope::Purge)?;
+    let body = meridian_shared::body::read_limited(body, MAX_PURGE_BYTES).await?;
     let request: PurgeRequest = serde_json::from_slice(&body)
-        .map_err(|e| Error::BadRequest(format!("body must be JSON {{name}}: {e}")))?;
+        .map_err(|e| Error::BadRequest(format!("body must be JSON {{name, older_than?}}: {e}")))?;
     let name = ObjectName::new(request.name)?;
     let dropped = state
         .cache

@@ -29,18 +29,23 @@ pub async fn serve_object(
         return Ok(respond(&method, headers, Body::from(entry.body.clone())));
     }
     if method == Method::HEAD {
+        // Says what a GET would do now: MISS for an object a GET would store, BYPASS
+        // for one it would stream through.
         let meta = forget_if_missing(&state, &name, state.bucket.head(&name).await).await?;
+        let status = if storable(&state, &meta) {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Bypass
+        };
         return Ok(respond(
             &method,
-            with_status(object_headers(&meta, &state), CacheStatus::Miss),
+            with_status(object_headers(&meta, &state), status),
             Body::empty(),
         ));
     }
     let (meta, stream) = forget_if_missing(&state, &name, state.bucket.get(&name).await).await?;
     let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
-    let storable =
-        !lifetime.is_zero() && meta.size <= state.stream_threshold && state.cache.fits(meta.size);
-    let fill_permit = if storable {
+    let fill_permit = if storable(&state, &meta) {
         let kib = u32::try_from(meta.size.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .max(1);
@@ -67,6 +72,13 @@ pub async fn serve_object(
     };
     let headers = with_status(entry.headers.clone(), status);
     Ok(respond(&method, headers, Body::from(entry.body.clone())))
+}
+
+/// Whether a GET of this object would store it: cacheable by its Cache-Control, small
+/// enough to buffer, and within the cache's budget.
+fn storable(state: &EdgeState, meta: &ObjectMeta) -> bool {
+    let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
+    !lifetime.is_zero() && meta.size <= state.stream_threshold && state.cache.fits(meta.size)
 }
 
 /// A missing object must not linger in the cache either.

@@ -39,6 +39,9 @@ pub struct Claims {
     pub exp: u64,
     /// Issue time, seconds since the epoch.
     pub iat: u64,
+    /// Not valid before, seconds since the epoch (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Checks bearer tokens against one secret.
@@ -59,6 +62,7 @@ impl TokenVerifier {
     pub fn new(secret: &[u8]) -> TokenVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         TokenVerifier {
             key: DecodingKey::from_secret(secret),
@@ -87,6 +91,7 @@ impl TokenVerifier {
                 use jsonwebtoken::errors::ErrorKind;
                 Error::Unauthorized(match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired".into(),
+                    ErrorKind::ImmatureSignature => "token not valid yet (nbf)".into(),
                     ErrorKind::InvalidSignature => "token signature is invalid".into(),
                     _ => format!("malformed token: {e}"),
                 })
@@ -120,20 +125,21 @@ pub fn mint(
             .join(" "),
         iat: now_unix,
         exp: now_unix + ttl.as_secs(),
+        nbf: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
         &EncodingKey::from_secret(secret),
     )
-    .map_err(|e| Error::Internal(format!("cannot mint token: {e}")))
+    .map_err(|e| Error::internal("cannot mint token", e))
 }
 
 /// A fresh random secret (32 bytes, hex), for local stacks that make their own keys.
 pub fn generate_secret() -> Result<String> {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| Error::Internal("no randomness available".into()))?;
+        .map_err(|_| Error::internal_msg("no randomness available"))?;
     Ok(hex::encode(bytes))
 }
 
@@ -205,6 +211,20 @@ mod tests {
         )
         .expect("mint");
         assert!(reason(bearer(&expired), TokenScope::Publish).contains("expired"));
+        let later = Claims {
+            sub: "a".into(),
+            scope: "publish".into(),
+            iat: unix_now(),
+            exp: unix_now() + 7200,
+            nbf: Some(unix_now() + 3600),
+        };
+        let not_yet = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &later,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("encode");
+        assert!(reason(bearer(&not_yet), TokenScope::Publish).contains("not valid yet"));
         let purge_only = mint(
             SECRET,
             "a",

@@ -39,6 +39,8 @@ pub struct Config {
     pub edge: EdgeSettings,
     /// Boot (edge discovery) settings.
     pub boot: BootSettings,
+    /// Timeouts for calls to other services.
+    pub outbound: OutboundSettings,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             edge: EdgeSettings::default(),
             boot: BootSettings::default(),
+            outbound: OutboundSettings::default(),
         }
     }
 }
@@ -199,6 +202,41 @@ impl Default for BootSettings {
             fallback_regions: 2,
             ttl_seconds: 60,
         }
+    }
+}
+
+/// Timeouts for every call Meridian makes to another service: Cloud Storage, edges
+/// (purges), the replicator (storage events). A call that runs out of time fails with
+/// a timeout (504 to whoever is waiting on it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Time to open a connection, in milliseconds. Default: 5000.
+    pub connect_timeout_ms: u64,
+    /// Time to wait for an answer, and for each next chunk of a body in either
+    /// direction, in milliseconds. A transfer that keeps moving is never cut, however
+    /// large. Default: 30000.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        OutboundSettings {
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl OutboundSettings {
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The request (silence) timeout.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_timeout_ms)
     }
 }
 
@@ -351,6 +389,18 @@ impl Config {
                 "must be greater than 0".into(),
             );
         }
+        if self.outbound.connect_timeout_ms == 0 {
+            return bad(
+                "outbound.connect_timeout_ms".into(),
+                "must be greater than 0".into(),
+            );
+        }
+        if self.outbound.request_timeout_ms == 0 {
+            return bad(
+                "outbound.request_timeout_ms".into(),
+                "must be greater than 0".into(),
+            );
+        }
         if !self.boot.default_location.is_valid() {
             return bad(
                 "boot.default_location".into(),
@@ -481,6 +531,14 @@ mod tests {
         assert!(ttl.contains("signing.ttl_seconds"), "{ttl}");
         let unknown = err("[edge]\ncache_bites = 1\n");
         assert!(unknown.contains("cache_bites"), "{unknown}");
+        let in_region = err(
+            "main_region = \"a\"\n[[regions]]\nname = \"a\"\nlat = 0.0\nlon = 0.0\nlatitude = 1.0\n",
+        );
+        assert!(in_region.contains("latitude"), "{in_region}");
+        let in_location = err("[boot.default_location]\nlat = 1.0\nlon = 2.0\nlatitude = 3.0\n");
+        assert!(in_location.contains("latitude"), "{in_location}");
+        let timeout = err("[outbound]\nrequest_timeout_ms = 0\n");
+        assert!(timeout.contains("outbound.request_timeout_ms"), "{timeout}");
     }
 
     #[test]

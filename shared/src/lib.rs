@@ -2,11 +2,14 @@
 //! common, so each of them stays a thin layer of HTTP handlers over this crate.
 //!
 //! # Layout
+//! - [`api`]: JSON bodies shared by services and their clients.
 //! - [`config`]: the deployment description (TOML + environment) and its validation.
+//! - [`outbound`]: time limits on calls to other services.
 //! - [`regions`]: the region catalog and great-circle ordering.
 //! - [`storage`]: the [`Bucket`] abstraction and its local, in-memory and GCS backends.
 //! - [`signing`]: GCS V4 signed URLs (RSA and HMAC), signing and verifying.
 //! - [`events`]: Cloud Storage events (`StorageObjectData`, CloudEvent types).
+//! - [`body`]: reading small request bodies with a limit, after authorisation.
 //! - [`auth`]: bearer JWTs for publishers and for edge purges.
 //! - [`clock`]: an injectable clock for expiry checks.
 //! - [`tls`]: the development certificate authority and rustls server configs.
@@ -15,12 +18,15 @@
 //! - [`function`]: the Cloud Run shim every binary uses (`$PORT`, SIGTERM).
 //! - [`error`]: the crate's error type and its one mapping to HTTP status codes.
 
+pub mod api;
 pub mod auth;
+pub mod body;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
 pub mod function;
+pub mod outbound;
 pub mod regions;
 pub mod server;
 pub mod signing;

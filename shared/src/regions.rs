@@ -27,6 +27,7 @@ pub struct Region {
 
 /// A point on Earth in degrees.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Location {
     /// Latitude in degrees.
     pub lat: f64,

@@ -113,7 +113,7 @@ fn ca_params() -> CertificateParams {
 }
 
 fn tls_error(e: rcgen::Error) -> Error {
-    Error::Internal(format!("certificate generation failed: {e}"))
+    Error::internal("certificate generation failed", e)
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<()> {

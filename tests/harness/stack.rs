@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use meridian_cli::stack::{self, LocalSecrets, trusting_client};
+use meridian_cli::local::{LocalSecrets, trusting_client};
+use meridian_cli::stack;
 use meridian_cli::{Ports, RunningStack, StackOptions};
 use meridian_shared::Config;
 use meridian_shared::auth::{self, TokenScope};
@@ -34,7 +35,11 @@ impl TestStack {
         })
         .await
         .expect("stack starts");
-        let http = trusting_client(&DevCa::load_or_create(&data_dir).expect("ca")).expect("client");
+        let http = trusting_client(
+            &DevCa::load_or_create(&data_dir).expect("ca"),
+            &Default::default(),
+        )
+        .expect("client");
         let token = auth::mint(
             TestStack::jwt_secret_of(&data_dir).as_bytes(),
             "tests",

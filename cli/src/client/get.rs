@@ -7,7 +7,7 @@ use futures::StreamExt;
 use meridian_shared::signing::encode_path;
 use tokio::io::AsyncWriteExt;
 
-use super::{Client, check, edges::EdgeList, progress_bar};
+use super::{Client, check, edges, progress_bar};
 use crate::error::{CliError, Result};
 
 /// Where an object came from.
@@ -31,7 +31,7 @@ pub async fn get(
     output: Option<&Path>,
     location: Option<(f64, f64)>,
 ) -> Result<GetReport> {
-    let edges = EdgeList::fetch(client, location).await?;
+    let edges = edges(client, location).await?;
     let mut tried = Vec::new();
     for edge in &edges.edges {
         let url = format!("{}/{}", edge.url.trim_end_matches('/'), encode_path(name));

@@ -19,9 +19,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use meridian_shared::Config;
 use meridian_shared::regions::Location;
-use serde::Serialize;
 
-pub use locate::{LocationQuery, LocationSource};
+pub use locate::LocationQuery;
+pub use meridian_shared::api::{ClientLocation, EdgeEntry, EdgesResponse, LocationSource};
 pub use pick::EdgePicker;
 
 /// Shared state of the boot service.
@@ -46,37 +46,6 @@ impl BootState {
     }
 }
 
-/// The answer to `GET /v1/edges`.
-#[derive(Debug, Serialize)]
-pub struct EdgesResponse {
-    /// Where the client was taken to be.
-    pub client: ClientLocation,
-    /// Edges to try, in order.
-    pub edges: Vec<EdgeEntry>,
-    /// How long the client may reuse this answer.
-    pub ttl_seconds: u64,
-}
-
-/// The client's location and where it came from.
-#[derive(Debug, Serialize)]
-pub struct ClientLocation {
-    /// Latitude.
-    pub lat: f64,
-    /// Longitude.
-    pub lon: f64,
-    /// `query` or `default`.
-    pub source: &'static str,
-}
-
-/// One edge to try.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EdgeEntry {
-    /// Region name.
-    pub region: String,
-    /// Base URL of the edge.
-    pub url: String,
-}
-
 /// The boot router: `GET /v1/edges`, `GET /healthz`.
 pub fn router(state: BootState) -> Router {
     Router::new()
@@ -99,7 +68,7 @@ async fn edges(
         client: ClientLocation {
             lat: location.lat,
             lon: location.lon,
-            source: source.as_str(),
+            source,
         },
         edges,
         ttl_seconds: state.ttl_seconds,

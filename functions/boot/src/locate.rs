@@ -3,6 +3,7 @@
 //! a header the client can forge is never used.)
 
 use meridian_shared::Error;
+use meridian_shared::api::LocationSource;
 use meridian_shared::regions::Location;
 use serde::Deserialize;
 
@@ -15,25 +16,6 @@ pub struct LocationQuery {
     pub lon: Option<String>,
     /// At most this many edges (1–100).
     pub count: Option<String>,
-}
-
-/// Where a location came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocationSource {
-    /// The client gave `lat` and `lon`.
-    Query,
-    /// The client gave none; the configured default was used.
-    Default,
-}
-
-impl LocationSource {
-    /// Spelling in responses and logs.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            LocationSource::Query => "query",
-            LocationSource::Default => "default",
-        }
-    }
 }
 
 impl LocationQuery {

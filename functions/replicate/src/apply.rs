@@ -15,7 +15,8 @@ use crate::StorageChange;
 const MAX_ATTEMPTS: usize = 5;
 
 /// What applying an event did to one regional bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The main bucket's object was copied in.
     Copied,
@@ -52,7 +53,7 @@ pub async fn apply(
             other => return other,
         }
     }
-    Err(Error::Upstream(format!(
+    Err(Error::upstream_msg(format!(
         "{}: kept racing concurrent updates",
         change.name
     )))
@@ -95,7 +96,7 @@ async fn copy_if_newer(
         Err(e) => return Err(e),
     };
     if source.generation < change.data.generation {
-        return Err(Error::Upstream(format!(
+        return Err(Error::upstream_msg(format!(
             "{}: main bucket still at generation {} (event says {})",
             change.name, source.generation, change.data.generation
         )));
@@ -138,7 +139,7 @@ async fn delete_unless_superseded(
             newer.data.generation = live.generation;
             copy_if_newer(&newer, main, replica).await
         }
-        Some(live) => Err(Error::Upstream(format!(
+        Some(live) => Err(Error::upstream_msg(format!(
             "{}: main bucket still holds generation {} that the event says is deleted",
             change.name, live.generation
         ))),

@@ -35,7 +35,7 @@ pub use apply::Outcome;
 pub use event::StorageChange;
 pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use purge::EdgePurger;
-pub use reconcile::ReconcileReport;
+pub use reconcile::{ReconcileFailure, ReconcileReport};
 
 /// Largest event body accepted; storage events are a few kilobytes.
 const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -113,8 +113,8 @@ impl ReplicateState {
 pub struct RegionReport {
     /// Region name.
     pub region: String,
-    /// `copied`, `deleted` or `unchanged`.
-    pub outcome: &'static str,
+    /// What applying the event did there.
+    pub outcome: Outcome,
 }
 
 /// The answer to a successfully applied event.
@@ -171,15 +171,19 @@ async fn handle_event(
         match outcome {
             Ok(outcome) => regions.push(RegionReport {
                 region: replica.region.clone(),
-                outcome: outcome.as_str(),
+                outcome,
             }),
-            Err(e) => failures.push(format!("{}: {e}", replica.region)),
+            Err(e) => failures.push(format!(
+                "{}: {}",
+                replica.region,
+                meridian_shared::error::Chain(&e)
+            )),
         }
     }
     if !failures.is_empty() {
-        // 503 makes Eventarc redeliver; the regions that succeeded will be no-ops then.
+        // 502 makes Eventarc redeliver; the regions that succeeded will be no-ops then.
         tracing::error!(event = %change.event_id, object = %change.name, failures = ?failures, "replication incomplete");
-        return Err(Error::Upstream(format!(
+        return Err(Error::upstream_msg(format!(
             "replication incomplete in {} regions",
             failures.len()
         )));

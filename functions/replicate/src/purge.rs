@@ -1,6 +1,5 @@
-//! Telling edges to drop an object: `POST <edge>/_meridian/purge {"name",
-//! "older_than"}` with a short-lived bearer token of scope `purge`, to every edge at
-//! once. Edges drop their copy only if it comes from a main-bucket generation older
+//! Telling edges to drop an object: a [`PurgeRequest`] to every edge at once, with a
+//! short-lived bearer token of scope `purge`. Edges drop their copy only if it comes from a main-bucket generation older
 //! than `older_than`, so an edge that already fetched the new object keeps it.
 //!
 //! An edge that refuses the connection holds no cache (it is not running), so that
@@ -9,6 +8,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use meridian_shared::api::{PURGE_PATH, PurgeRequest};
 use meridian_shared::auth::{self, TokenScope};
 use meridian_shared::{Config, Error, ObjectName, Result};
 
@@ -31,12 +31,12 @@ impl EdgePurger {
         }
     }
 
-    /// Every edge of every region in `config`, with a default HTTP client.
+    /// Every edge of every region in `config`, with an HTTP client bounded by the
+    /// config's outbound timeouts.
     pub fn from_config(config: &Config) -> Result<EdgePurger> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+        let http = meridian_shared::outbound::client_builder(&config.outbound)
             .build()
-            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+            .map_err(|e| Error::internal("building the purge HTTP client", e))?;
         let edges = config
             .regions
             .iter()
@@ -55,11 +55,14 @@ impl EdgePurger {
             auth::unix_now(),
             Duration::from_secs(60),
         )?;
-        let body = serde_json::json!({ "name": name.as_str(), "older_than": older_than });
+        let body = PurgeRequest {
+            name: name.to_string(),
+            older_than: Some(older_than),
+        };
         let sends = self.edges.iter().map(|edge| {
             let request = self
                 .http
-                .post(format!("{}/_meridian/purge", edge.trim_end_matches('/')))
+                .post(format!("{}{PURGE_PATH}", edge.trim_end_matches('/')))
                 .bearer_auth(&token)
                 .json(&body);
             async move { (edge, request.send().await) }
@@ -69,7 +72,7 @@ impl EdgePurger {
             match result {
                 Ok(response) if response.status().is_success() => reached += 1,
                 Ok(response) => {
-                    return Err(Error::Upstream(format!(
+                    return Err(Error::upstream_msg(format!(
                         "edge {edge} refused purge: {}",
                         response.status()
                     )));
@@ -77,7 +80,7 @@ impl EdgePurger {
                 Err(e) if e.is_connect() => {
                     tracing::debug!(%edge, "edge not reachable; nothing cached there to purge");
                 }
-                Err(e) => return Err(Error::Upstream(format!("purge at edge {edge}: {e}"))),
+                Err(e) => return Err(Error::from_http(format!("purge at edge {edge}"), e)),
             }
         }
         Ok(reached)

@@ -3,6 +3,9 @@
 //! reconciliation compares the main bucket with every regional bucket and applies the
 //! very same rules as event handling: copy what is missing or older, delete copies
 //! whose object is gone from the main bucket, never replace a newer copy.
+//!
+//! One object that cannot be repaired (its metadata is damaged, say) is reported and
+//! skipped; it never stops the repair of the others.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,19 @@ pub struct ReconcileReport {
     /// Objects that changed in at least one region, with the main-bucket generation
     /// edges may keep (copies older than it must be purged).
     pub changed: BTreeMap<String, i64>,
+    /// Objects that could not be repaired, and why.
+    pub failed: Vec<ReconcileFailure>,
+}
+
+/// One object a reconciliation had to skip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileFailure {
+    /// The region whose copy could not be repaired.
+    pub region: String,
+    /// The object.
+    pub name: String,
+    /// Why, with every cause.
+    pub reason: String,
 }
 
 /// Brings every replica in line with `main`.
@@ -57,10 +73,20 @@ pub async fn reconcile(main: &dyn Bucket, replicas: &[Replica]) -> Result<Reconc
             }
         }
         for change in changes {
-            match apply(&change, main, replica.bucket.as_ref()).await? {
-                Outcome::Copied => report.copied += 1,
-                Outcome::Deleted => report.deleted += 1,
-                Outcome::Unchanged => continue,
+            match apply(&change, main, replica.bucket.as_ref()).await {
+                Ok(Outcome::Copied) => report.copied += 1,
+                Ok(Outcome::Deleted) => report.deleted += 1,
+                Ok(Outcome::Unchanged) => continue,
+                Err(e) => {
+                    let reason = meridian_shared::error::Chain(&e).to_string();
+                    tracing::error!(region = %replica.region, object = %change.name, %reason, "reconcile skips an object");
+                    report.failed.push(ReconcileFailure {
+                        region: replica.region.clone(),
+                        name: change.name.to_string(),
+                        reason,
+                    });
+                    continue;
+                }
             }
             // A copied object's edges may keep that generation; a deleted one's nothing.
             let keep_from = match change.kind {

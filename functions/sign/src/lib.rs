@@ -14,16 +14,16 @@ mod request;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, TimeDelta};
+use chrono::TimeDelta;
+use meridian_shared::api::UploadTicket;
 use meridian_shared::auth::{TokenScope, TokenVerifier};
 use meridian_shared::signing::{self, SignRequest, SigningKey, UrlStyle};
 use meridian_shared::{Clock, Config, Error, Result};
-use serde::Serialize;
 
 pub use request::UploadRequest;
 
@@ -69,18 +69,8 @@ impl SignState {
     }
 }
 
-/// The answer to `POST /v1/uploads`.
-#[derive(Debug, Serialize)]
-pub struct UploadTicket {
-    /// The signed URL.
-    pub url: String,
-    /// Always `PUT`.
-    pub method: &'static str,
-    /// Headers the upload must carry exactly.
-    pub headers: BTreeMap<String, String>,
-    /// When the URL stops working (RFC 3339).
-    pub expires_at: DateTime<chrono::Utc>,
-}
+/// Largest request body taken: a name of at most 1024 bytes and a content type.
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 /// The sign router: `POST /v1/uploads`, `GET /healthz`.
 pub fn router(state: SignState) -> Router {
@@ -93,9 +83,11 @@ pub fn router(state: SignState) -> Router {
 async fn create_upload(
     State(state): State<SignState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<UploadTicket>> {
+    // The token first: nothing of the body is read for a caller without one.
     let claims = state.tokens.authorize(&headers, TokenScope::Publish)?;
+    let body = meridian_shared::body::read_limited(body, MAX_REQUEST_BYTES).await?;
     let upload = UploadRequest::parse(&body)?;
     let now = (state.clock)();
     let signed_headers =
@@ -118,7 +110,7 @@ async fn create_upload(
     tracing::info!(subject = %claims.sub, object = %upload.name, "signed upload URL");
     Ok(Json(UploadTicket {
         url: signed.url,
-        method: "PUT",
+        method: "PUT".to_string(),
         headers: signed_headers,
         expires_at: now + TimeDelta::seconds(state.ttl_seconds as i64),
     }))

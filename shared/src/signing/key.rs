@@ -66,13 +66,21 @@ impl SigningKey {
             .map_err(|e| Error::Config(format!("service account key: {e}")))?;
         let der = PrivateKeyDer::from_pem_slice(account.private_key.as_bytes())
             .map_err(|e| Error::Config(format!("service account key: private_key: {e}")))?;
-        let PrivateKeyDer::Pkcs8(pkcs8) = der else {
-            return Err(Error::Config(
-                "service account key: private_key must be PKCS#8".into(),
-            ));
-        };
-        let key = RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der())
-            .map_err(|e| Error::Config(format!("service account key: private_key: {e}")))?;
+        // Google issues PKCS#8; keys converted by hand are often PKCS#1.
+        let key = match der {
+            PrivateKeyDer::Pkcs8(pkcs8) => RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(pkcs1) => RsaKeyPair::from_der(pkcs1.secret_pkcs1_der()),
+            _ => {
+                return Err(Error::Config(
+                    "service account key: private_key must be an RSA key (PKCS#8 or PKCS#1)".into(),
+                ));
+            }
+        }
+        .map_err(|e| {
+            Error::Config(format!(
+                "service account key: private_key is not a usable RSA key: {e}"
+            ))
+        })?;
         Ok(SigningKey::Rsa {
             client_email: account.client_email,
             key: Box::new(key),
@@ -114,7 +122,7 @@ impl SigningKey {
                     string_to_sign,
                     &mut signature,
                 )
-                .map_err(|_| Error::Internal("RSA signing failed".into()))?;
+                .map_err(|_| Error::internal_msg("RSA signing failed"))?;
                 Ok(signature)
             }
             SigningKey::Hmac { secret, .. } => {
@@ -158,4 +166,88 @@ fn hmac_signing_key(secret: &[u8], scope: &Scope) -> ring::hmac::Key {
     let service = step(&region, "storage");
     let request = step(&service, "goog4_request");
     ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PKCS8: &str = include_str!("testdata/rsa-pkcs8.not-a-secret.pem");
+    const PKCS1: &str = include_str!("testdata/rsa-pkcs1.not-a-secret.pem");
+    const EC: &str = include_str!("testdata/ec-p256.not-a-secret.pem");
+
+    fn account(private_key: &str) -> Vec<u8> {
+        serde_json::json!({
+            "client_email": "signer@example.iam.gserviceaccount.com",
+            "private_key": private_key,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn scope() -> Scope {
+        Scope::new(
+            chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
+                .expect("date")
+                .to_utc(),
+        )
+    }
+
+    #[test]
+    fn pkcs8_and_pkcs1_forms_of_one_rsa_key_sign_alike() {
+        let pkcs8 = SigningKey::from_service_account_json(&account(PKCS8)).expect("PKCS#8");
+        let pkcs1 = SigningKey::from_service_account_json(&account(PKCS1)).expect("PKCS#1");
+        assert_eq!(pkcs8.algorithm(), "GOOG4-RSA-SHA256");
+        assert_eq!(
+            pkcs8.credential_id(),
+            "signer@example.iam.gserviceaccount.com"
+        );
+        let message = b"string to sign";
+        let signature = pkcs8.sign(&scope(), message).expect("sign");
+        // RSASSA-PKCS1-v1_5 is deterministic: the same key gives the same signature.
+        assert_eq!(pkcs1.sign(&scope(), message).expect("sign"), signature);
+        assert!(pkcs1.verify(&scope(), message, &signature));
+        assert!(!pkcs1.verify(&scope(), b"another string", &signature));
+    }
+
+    #[test]
+    fn hmac_keys_derive_the_v4_signing_key() {
+        let key = SigningKey::hmac("GOOG1EXAMPLE", b"test-hmac-secret-0123456789".to_vec());
+        assert_eq!(key.algorithm(), "GOOG4-HMAC-SHA256");
+        let signature = key.sign(&scope(), b"string to sign").expect("sign");
+        // Computed independently: HMAC chain GOOG4+secret -> date -> auto -> storage ->
+        // goog4_request, then HMAC of the string to sign (Python's hmac module).
+        assert_eq!(
+            hex::encode(&signature),
+            "17ed1b994a029dd69543c955ddb06600df53b9bc8f5ad466f35af86a0c13a068"
+        );
+        assert!(key.verify(&scope(), b"string to sign", &signature));
+        assert!(!key.verify(&scope(), b"string to sign", &signature[1..]));
+    }
+
+    #[test]
+    fn unusable_keys_are_refused_with_the_reason() {
+        let refused = |json: &[u8]| {
+            SigningKey::from_service_account_json(json)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(refused(b"not json").contains("service account key"));
+        assert!(refused(br#"{"client_email": "a@b"}"#).contains("private_key"));
+        assert!(
+            refused(&account(
+                "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n"
+            ))
+            .contains("private_key")
+        );
+        assert!(
+            refused(&account(EC)).contains("RSA"),
+            "{}",
+            refused(&account(EC))
+        );
+        let missing = SigningKey::from_service_account_file(Path::new("/nonexistent/key.json"))
+            .expect_err("refused")
+            .to_string();
+        assert!(missing.contains("/nonexistent/key.json"), "{missing}");
+    }
 }

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
 use super::{CanonicalRequest, MAX_EXPIRES_SECONDS, Scope, SigningKey, encode_path};
-use crate::error::{Error, Result};
+use crate::error::{BodyFailure, Error, Result, SignedUrlRefusal};
 
 /// How far in the future an `X-Goog-Date` may be (client clock skew).
 const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
@@ -21,14 +21,27 @@ pub struct VerifiedRequest {
     pub bucket: String,
     /// Object named by the path (decoded).
     pub object: String,
-    /// When the URL stops being valid.
-    pub expires_at: DateTime<Utc>,
+}
+
+fn refuse(refusal: SignedUrlRefusal, details: impl Into<String>) -> Error {
+    Error::SignedUrl {
+        refusal,
+        details: details.into(),
+    }
+}
+
+fn malformed(details: impl Into<String>) -> Error {
+    refuse(SignedUrlRefusal::MalformedSecurityHeader, details)
+}
+
+fn mismatch(details: impl Into<String>) -> Error {
+    refuse(SignedUrlRefusal::SignatureDoesNotMatch, details)
 }
 
 /// Verifies a path-style request (`/bucket/object?X-Goog-...`).
 ///
 /// `raw_path` and `raw_query` are exactly as received (still percent-encoded). Every
-/// refusal is [`Error::Forbidden`] with a message that says why.
+/// refusal is [`Error::SignedUrl`], with Cloud Storage's code and details that say why.
 pub fn verify_request(
     key: &SigningKey,
     method: &str,
@@ -37,58 +50,62 @@ pub fn verify_request(
     headers: &HeaderMap,
     now: DateTime<Utc>,
 ) -> Result<VerifiedRequest> {
-    let forbidden = |why: String| Error::Forbidden(why);
     let query = parse_query(raw_query)?;
     let param = |name: &str| {
         query
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .ok_or_else(|| forbidden(format!("missing {name}: this is not a signed URL")))
+            .ok_or_else(|| {
+                refuse(
+                    SignedUrlRefusal::AccessDenied,
+                    format!("missing {name}: this is not a signed URL"),
+                )
+            })
     };
 
     let algorithm = param("X-Goog-Algorithm")?;
     if algorithm != key.algorithm() {
-        return Err(forbidden(format!(
+        return Err(malformed(format!(
             "unsupported X-Goog-Algorithm {algorithm:?}"
         )));
     }
     let credential = param("X-Goog-Credential")?;
     let (credential_id, credential_scope) = credential
         .split_once('/')
-        .ok_or_else(|| forbidden("malformed X-Goog-Credential".into()))?;
+        .ok_or_else(|| malformed("malformed X-Goog-Credential"))?;
     if credential_id != key.credential_id() {
-        return Err(forbidden(format!("unknown credential {credential_id:?}")));
+        return Err(mismatch(format!("unknown credential {credential_id:?}")));
     }
     let date = NaiveDateTime::parse_from_str(param("X-Goog-Date")?, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| forbidden("malformed X-Goog-Date (want YYYYMMDDTHHMMSSZ)".into()))?
+        .map_err(|_| malformed("malformed X-Goog-Date (want YYYYMMDDTHHMMSSZ)"))?
         .and_utc();
     let scope = Scope::new(date);
     if credential_scope != scope.as_str() {
-        return Err(forbidden(
-            "X-Goog-Credential scope does not match X-Goog-Date".into(),
+        return Err(malformed(
+            "X-Goog-Credential scope does not match X-Goog-Date",
         ));
     }
     let expires: u64 = param("X-Goog-Expires")?
         .parse()
         .ok()
         .filter(|e| (1..=MAX_EXPIRES_SECONDS).contains(e))
-        .ok_or_else(|| forbidden(format!("X-Goog-Expires must be 1 to {MAX_EXPIRES_SECONDS}")))?;
+        .ok_or_else(|| malformed(format!("X-Goog-Expires must be 1 to {MAX_EXPIRES_SECONDS}")))?;
     let expires_at = date + TimeDelta::seconds(expires as i64);
     if now >= expires_at {
-        return Err(forbidden(format!(
-            "signed URL expired at {}",
-            expires_at.to_rfc3339()
-        )));
+        return Err(refuse(
+            SignedUrlRefusal::ExpiredToken,
+            format!("signed URL expired at {}", expires_at.to_rfc3339()),
+        ));
     }
     if date > now + MAX_CLOCK_SKEW {
-        return Err(forbidden(format!(
-            "signed URL is not valid before {}",
-            date.to_rfc3339()
-        )));
+        return Err(refuse(
+            SignedUrlRefusal::AccessDenied,
+            format!("signed URL is not valid before {}", date.to_rfc3339()),
+        ));
     }
     let signature = hex::decode(param("X-Goog-Signature")?)
-        .map_err(|_| forbidden("X-Goog-Signature is not hex".into()))?;
+        .map_err(|_| malformed("X-Goog-Signature is not hex"))?;
 
     let (bucket, object) = split_path(raw_path)?;
     let path = format!("/{bucket}/{}", encode_path(&object));
@@ -108,22 +125,18 @@ pub fn verify_request(
         )
     };
     if matches(method) {
-        return Ok(VerifiedRequest {
-            bucket,
-            object,
-            expires_at,
-        });
+        return Ok(VerifiedRequest { bucket, object });
     }
     // Say why when we can: a valid signature for another method means a wrong method.
     for other in ["GET", "HEAD", "PUT", "POST", "DELETE"] {
         if other != method && matches(other) {
-            return Err(forbidden(format!(
+            return Err(mismatch(format!(
                 "this URL was signed for {other}, not {method}"
             )));
         }
     }
-    Err(forbidden(
-        "signature does not match the request (object, signed headers or key differ)".into(),
+    Err(mismatch(
+        "signature does not match the request (object, signed headers or key differ)",
     ))
 }
 
@@ -141,7 +154,7 @@ fn decode(text: &str) -> Result<String> {
     percent_decode_str(text)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| Error::Forbidden("query is not valid percent-encoded UTF-8".into()))
+        .map_err(|_| malformed("query is not valid percent-encoded UTF-8"))
 }
 
 fn split_path(raw_path: &str) -> Result<(String, String)> {
@@ -169,7 +182,7 @@ fn signed_header_values(list: &str, headers: &HeaderMap) -> Result<BTreeMap<Stri
             .filter_map(|v| v.to_str().ok())
             .collect();
         if present.is_empty() {
-            return Err(Error::Forbidden(format!(
+            return Err(mismatch(format!(
                 "signed header {name:?} is missing from the request"
             )));
         }
@@ -180,9 +193,7 @@ fn signed_header_values(list: &str, headers: &HeaderMap) -> Result<BTreeMap<Stri
         values.insert(name, value);
     }
     if !values.contains_key("host") {
-        return Err(Error::Forbidden(
-            "X-Goog-SignedHeaders must include host".into(),
-        ));
+        return Err(malformed("X-Goog-SignedHeaders must include host"));
     }
     Ok(values)
 }
@@ -225,11 +236,10 @@ pub fn check_declared_payload(
                     if actual.as_ref() == expected.as_slice() {
                         None
                     } else {
-                        let mismatch = std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "body does not match x-goog-content-sha256",
-                        );
-                        Some((Err(mismatch), (body, None)))
+                        let mismatch = BodyFailure::DigestMismatch {
+                            header: "x-goog-content-sha256",
+                        };
+                        Some((Err(mismatch.into_io()), (body, None)))
                     }
                 }
             }

@@ -22,13 +22,17 @@ use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 
 use super::{ByteStream, ObjectMeta, ObjectName, PutOptions, content_type_or_default};
+use crate::config::OutboundSettings;
 use crate::error::{Error, Result};
+use crate::outbound;
 
 /// A connection to a Cloud Storage endpoint.
 #[derive(Clone)]
 pub struct GcsClient {
     client: Client,
-    http: reqwest::Client,
+    /// For uploads, which watch their own body for silence (see `outbound`).
+    upload_http: reqwest::Client,
+    silence: std::time::Duration,
     endpoint: String,
 }
 
@@ -40,12 +44,17 @@ impl std::fmt::Debug for GcsClient {
 
 impl GcsClient {
     /// A client without credentials, for emulators such as fake-gcs-server.
-    /// (Credentials for real Cloud Storage arrive with the deployment issue.)
-    pub async fn anonymous(endpoint: &str) -> Result<GcsClient> {
+    /// (Credentials for real Cloud Storage arrive with the deployment issue.) Every
+    /// call is bounded by `limits`.
+    pub async fn anonymous(endpoint: &str, limits: &OutboundSettings) -> Result<GcsClient> {
         crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let client_error = |e| Error::Config(format!("storage.gcs_endpoint: HTTP client: {e}"));
+        let http = outbound::client_builder(limits)
             .build()
-            .map_err(|e| Error::Config(format!("storage.gcs_endpoint: HTTP client: {e}")))?;
+            .map_err(client_error)?;
+        let upload_http = outbound::upload_client_builder(limits)
+            .build()
+            .map_err(client_error)?;
         let endpoint = endpoint.trim_end_matches('/').to_string();
         let config = ClientConfig {
             storage_endpoint: endpoint.clone(),
@@ -55,7 +64,8 @@ impl GcsClient {
         .anonymous();
         Ok(GcsClient {
             client: Client::new(config),
-            http,
+            upload_http,
+            silence: limits.request_timeout(),
             endpoint,
         })
     }
@@ -81,7 +91,7 @@ impl GcsClient {
         match self.client.insert_bucket(&request).await {
             Ok(_) => Ok(()),
             Err(e) if status(&e) == Some(409) => Ok(()),
-            Err(e) => Err(Error::Upstream(format!("create bucket {name}: {e}"))),
+            Err(e) => Err(Error::upstream(format!("create bucket {name}"), e)),
         }
     }
 }
@@ -91,6 +101,19 @@ impl GcsClient {
 pub struct GcsBucket {
     client: GcsClient,
     name: String,
+}
+
+/// Whether the client gave up waiting (connect or read timeout).
+fn timed_out(e: &GcsError) -> bool {
+    match e {
+        GcsError::HttpClient(e) | GcsError::RawResponse(e, _) => e.is_timeout(),
+        GcsError::HttpMiddleware(e) => e.chain().any(|cause| {
+            cause
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(|e| e.is_timeout())
+        }),
+        _ => false,
+    }
 }
 
 fn status(e: &GcsError) -> Option<u16> {
@@ -105,7 +128,8 @@ fn map_error(name: &str, e: GcsError) -> Error {
     match status(&e) {
         Some(404) => Error::NotFound(name.to_string()),
         Some(412) => Error::PreconditionFailed(format!("{name}: generation precondition failed")),
-        _ => Error::Upstream(format!("cloud storage: {name}: {e}")),
+        _ if timed_out(&e) => Error::timeout(format!("cloud storage: {name}"), e),
+        _ => Error::upstream(format!("cloud storage: {name}"), e),
     }
 }
 
@@ -153,6 +177,7 @@ impl super::Bucket for GcsBucket {
         let stream = futures::stream::once(async move { Ok(Bytes::from(head)) })
             .chain(body)
             .chain(futures::stream::once(async move { Ok(Bytes::from(tail)) }));
+        let what = format!("cloud storage upload of {name}");
         let mut url = url::Url::parse(&format!(
             "{}/upload/storage/v1/b/{}/o",
             self.client.endpoint, self.name
@@ -165,18 +190,13 @@ impl super::Bucket for GcsBucket {
             url.query_pairs_mut()
                 .append_pair("ifGenerationMatch", &generation.to_string());
         }
-        let response = self
-            .client
-            .http
-            .post(url)
-            .header(
-                http::header::CONTENT_TYPE,
-                format!("multipart/related; boundary={boundary}"),
-            )
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await
-            .map_err(|e| Error::Upstream(format!("cloud storage upload of {name}: {e}")))?;
+        let request = self.client.upload_http.post(url).header(
+            http::header::CONTENT_TYPE,
+            format!("multipart/related; boundary={boundary}"),
+        );
+        let response =
+            outbound::send_streaming_upload(request, Box::pin(stream), self.client.silence, &what)
+                .await?;
         match response.status().as_u16() {
             200..=299 => {}
             412 => {
@@ -186,14 +206,15 @@ impl super::Bucket for GcsBucket {
             }
             code => {
                 let text = response.text().await.unwrap_or_default();
-                return Err(Error::Upstream(format!(
+                return Err(Error::upstream_msg(format!(
                     "cloud storage upload of {name}: {code}: {text}"
                 )));
             }
         }
-        let object: Object = response.json().await.map_err(|e| {
-            Error::Upstream(format!("cloud storage upload of {name}: bad response: {e}"))
-        })?;
+        let object: Object = response
+            .json()
+            .await
+            .map_err(|e| Error::from_http(format!("{what}: reading the answer"), e))?;
         Ok(to_meta(object))
     }
 

@@ -14,6 +14,11 @@
 //! `tmp/`, then commits under the lock: rename the data into place, then atomically
 //! replace `meta.json`. `meta.json` is the commit point: until it names a generation,
 //! that generation's data is invisible, and a crash leaves at worst an orphan file.
+//!
+//! Each staging file is locked (an OS file lock) by the upload writing it, so an
+//! unlocked one was left by an upload that died with its process; opening a bucket
+//! removes those. Reads check the data against `meta.json` (size before the first
+//! byte, MD5 by the last), so a file damaged on disk is never served whole.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -35,12 +40,26 @@ pub struct LocalBucket {
 }
 
 impl LocalBucket {
-    /// Opens (creating if needed) bucket `name` under `root`.
+    /// Opens (creating if needed) bucket `name` under `root`, removing what uploads
+    /// that died with their process left behind.
     pub async fn open(root: &Path, name: &str) -> Result<LocalBucket> {
         crate::config::validate_bucket_name(name).map_err(Error::Config)?;
         let dir = root.join(name);
         tokio::fs::create_dir_all(dir.join("tmp")).await?;
         tokio::fs::create_dir_all(dir.join("objects")).await?;
+        let staging = dir.join("tmp");
+        let (files, bytes) =
+            tokio::task::spawn_blocking(move || remove_abandoned_uploads(&staging))
+                .await
+                .map_err(|e| Error::internal("staging cleanup task failed", e))??;
+        if files > 0 {
+            tracing::info!(
+                bucket = name,
+                files,
+                bytes,
+                "removed files of abandoned uploads"
+            );
+        }
         Ok(LocalBucket {
             name: name.to_string(),
             dir,
@@ -65,7 +84,7 @@ impl LocalBucket {
             .join("tmp")
             .join(format!("{}.part", uuid::Uuid::new_v4()));
         let staged = async {
-            let mut file = tokio::fs::File::create(&path).await?;
+            let mut file = create_locked(path.clone()).await?;
             let (mut size, mut md5) = (0u64, Md5Hasher::default());
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
@@ -87,6 +106,46 @@ impl LocalBucket {
     }
 }
 
+/// Creates a staging file and takes its lock, which this upload holds until the file
+/// is closed (committed or discarded), so a cleanup can tell it from an abandoned one.
+async fn create_locked(path: PathBuf) -> std::io::Result<tokio::fs::File> {
+    let file = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    Ok(tokio::fs::File::from_std(file))
+}
+
+/// Removes staging files that no upload holds (their writer died: a crash, a kill, a
+/// Ctrl-C mid-upload). Returns how many files and bytes were removed.
+fn remove_abandoned_uploads(staging: &Path) -> Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    for entry in std::fs::read_dir(staging)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|ext| ext != "part") {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
+            continue; // already gone
+        };
+        if file.try_lock().is_err() {
+            continue; // an upload in progress (in this or another process) holds it
+        }
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if std::fs::remove_file(&path).is_ok() {
+            files += 1;
+            bytes += size;
+        }
+    }
+    Ok((files, bytes))
+}
+
 /// Runs a commit step on the blocking pool while holding the bucket's file lock, so
 /// that commits from every process sharing the folder are serialised.
 async fn locked<T: Send + 'static>(
@@ -106,13 +165,13 @@ async fn locked<T: Send + 'static>(
         result
     })
     .await
-    .map_err(|e| Error::Internal(format!("commit task failed: {e}")))?
+    .map_err(|e| Error::internal("commit task failed", e))?
 }
 
 fn read_meta(object_dir: &Path) -> Result<Option<ObjectMeta>> {
     match std::fs::read(object_dir.join("meta.json")) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::Internal(format!("corrupt metadata in {}: {e}", object_dir.display()))
+            Error::internal(format!("corrupt metadata in {}", object_dir.display()), e)
         }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
@@ -134,7 +193,7 @@ fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 fn write_meta(object_dir: &Path, meta: &ObjectMeta) -> Result<()> {
-    let json = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = serde_json::to_vec(meta).map_err(|e| Error::internal("encoding metadata", e))?;
     replace_file(&object_dir.join("meta.json"), &json)
 }
 
@@ -225,16 +284,28 @@ impl super::Bucket for LocalBucket {
         // opening the file; the second read then finds the newer generation.
         for _ in 0..3 {
             let meta = self.head(name).await?;
-            match tokio::fs::File::open(data_path(&object_dir, meta.generation)).await {
+            let path = data_path(&object_dir, meta.generation);
+            match tokio::fs::File::open(&path).await {
                 Ok(file) => {
+                    let on_disk = file.metadata().await?.len();
+                    if on_disk != meta.size {
+                        let why = format!(
+                            "{}: {on_disk} bytes on disk, metadata says {}",
+                            path.display(),
+                            meta.size
+                        );
+                        tracing::error!(bucket = %self.name, object = %name, %why, "refusing to serve a damaged object");
+                        return Err(Error::Corrupt(why));
+                    }
                     let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-                    return Ok((meta, Box::pin(stream)));
+                    let checked = super::verify_md5(Box::pin(stream), &meta, path);
+                    return Ok((meta, checked));
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Internal(format!(
+        Err(Error::internal_msg(format!(
             "{name}: data kept changing while being opened"
         )))
     }
@@ -243,7 +314,7 @@ impl super::Bucket for LocalBucket {
         let object_dir = self.object_dir(name);
         let meta = tokio::task::spawn_blocking(move || read_meta(&object_dir))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+            .map_err(|e| Error::internal("metadata read task failed", e))??;
         meta.ok_or_else(|| Error::NotFound(name.to_string()))
     }
 
@@ -268,10 +339,12 @@ impl super::Bucket for LocalBucket {
             let mut found = Vec::new();
             for fan in std::fs::read_dir(&objects)? {
                 for object_dir in std::fs::read_dir(fan?.path())? {
-                    if let Some(meta) = read_meta(&object_dir?.path())?
-                        && meta.name.starts_with(&prefix)
-                    {
-                        found.push(meta);
+                    // One damaged object must not hide every other one from a listing
+                    // (and so from a reconciliation): report it and go on.
+                    match read_meta(&object_dir?.path()) {
+                        Ok(Some(meta)) if meta.name.starts_with(&prefix) => found.push(meta),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(cause = %crate::error::Chain(&e), "listing skips an object whose metadata cannot be read"),
                     }
                 }
             }
@@ -279,7 +352,7 @@ impl super::Bucket for LocalBucket {
             Ok(found)
         })
         .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::internal("listing task failed", e))?
     }
 }
 
@@ -310,6 +383,30 @@ mod tests {
             .expect("tmp")
             .count();
         assert_eq!(leftovers, 0, "the partial upload must be removed");
+    }
+
+    #[tokio::test]
+    async fn opening_a_bucket_removes_abandoned_uploads_only() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let bucket = LocalBucket::open(root.path(), "b-test")
+            .await
+            .expect("open");
+        let staging = bucket.dir().join("tmp");
+        // Left by an upload whose process died: nobody holds its lock.
+        std::fs::write(staging.join("dead.part"), vec![0u8; 4096]).expect("write");
+        // An upload in progress elsewhere holds its lock.
+        let live_path = staging.join("live.part");
+        let live = std::fs::File::create(&live_path).expect("create");
+        live.lock().expect("lock");
+        LocalBucket::open(root.path(), "b-test")
+            .await
+            .expect("reopen");
+        assert!(
+            !staging.join("dead.part").exists(),
+            "abandoned upload removed"
+        );
+        assert!(live_path.exists(), "an upload in progress is left alone");
+        drop(live);
     }
 
     #[tokio::test]

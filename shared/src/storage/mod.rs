@@ -14,6 +14,7 @@ mod memory;
 mod name;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -149,7 +150,7 @@ pub async fn open(config: &Config, name: &str) -> Result<Arc<dyn Bucket>> {
         Backend::Local => Arc::new(LocalBucket::open(&config.storage.root, name).await?),
         Backend::Memory => Arc::new(memory_bucket(name)),
         Backend::Gcs => Arc::new(
-            GcsClient::anonymous(&config.storage.gcs_endpoint)
+            GcsClient::anonymous(&config.storage.gcs_endpoint, &config.outbound)
                 .await?
                 .bucket(name),
         ),
@@ -204,6 +205,85 @@ pub(crate) fn check_generation(
             live.map_or("none".to_string(), |l| l.to_string())
         ))),
     }
+}
+
+/// Passes `stream` through while checking it against `meta`: more bytes than
+/// `meta.size`, or an MD5 other than `meta.md5_hash` at the end, ends the stream with
+/// an error instead. The last chunk is held back until the check passes, so a reader
+/// (an edge filling its cache, a client of a streamed response) never receives the
+/// whole of a damaged copy and takes it for good. `source` names the data in the log.
+pub(crate) fn verify_md5(stream: ByteStream, meta: &ObjectMeta, source: PathBuf) -> ByteStream {
+    struct Check {
+        stream: ByteStream,
+        md5: Option<Md5Hasher>,
+        held_back: Option<Bytes>,
+        seen: u64,
+        size: u64,
+        expected_md5: String,
+        source: PathBuf,
+    }
+    impl Check {
+        fn damaged(&mut self, why: String) -> std::io::Error {
+            self.md5 = None; // ends the stream after this error
+            self.held_back = None;
+            tracing::error!(source = %self.source.display(), %why, "object data does not match its metadata");
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                crate::Error::Corrupt(format!("{}: {why}", self.source.display())),
+            )
+        }
+    }
+    let state = Check {
+        stream,
+        md5: Some(Md5Hasher::default()),
+        held_back: None,
+        seen: 0,
+        size: meta.size,
+        expected_md5: meta.md5_hash.clone(),
+        source,
+    };
+    Box::pin(futures::stream::unfold(state, |mut check| async move {
+        loop {
+            // After the end (or an error) only a held-back last chunk may remain.
+            let Some(md5) = check.md5.as_mut() else {
+                return check.held_back.take().map(|last| (Ok(last), check));
+            };
+            match check.stream.next().await {
+                Some(Ok(chunk)) => {
+                    check.seen += chunk.len() as u64;
+                    if check.seen > check.size {
+                        let why = format!("more than the {} bytes recorded", check.size);
+                        return Some((Err(check.damaged(why)), check));
+                    }
+                    md5.update(&chunk);
+                    if let Some(previous) = check.held_back.replace(chunk) {
+                        return Some((Ok(previous), check));
+                    }
+                }
+                Some(Err(e)) => {
+                    check.md5 = None;
+                    check.held_back = None;
+                    return Some((Err(e), check));
+                }
+                None => {
+                    let actual = check.md5.take().map(Md5Hasher::finish_base64);
+                    if check.seen != check.size {
+                        let why = format!("{} bytes, {} recorded", check.seen, check.size);
+                        return Some((Err(check.damaged(why)), check));
+                    }
+                    if actual.as_deref() != Some(check.expected_md5.as_str()) {
+                        let why = format!(
+                            "MD5 {}, {} recorded",
+                            actual.unwrap_or_default(),
+                            check.expected_md5
+                        );
+                        return Some((Err(check.damaged(why)), check));
+                    }
+                    // Verified: the held-back chunk goes out on the next poll.
+                }
+            }
+        }
+    }))
 }
 
 /// Incremental MD5 in Cloud Storage's base64 format.

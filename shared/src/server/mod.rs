@@ -1,6 +1,13 @@
 //! Serving a router on a listener that the caller bound: plain HTTP or HTTPS (rustls),
-//! HTTP/1.1 and HTTP/2, a cap on concurrent connections, header and handshake
-//! timeouts, and graceful shutdown that lets in-flight requests finish.
+//! HTTP/1.1 and HTTP/2, a cap on concurrent connections, handshake, first-byte, header
+//! and idle limits, and graceful shutdown that lets in-flight requests finish without
+//! waiting for clients that are only holding a connection open.
+//!
+//! # Layout
+//! - `watchdog`: noticing that a connection has gone quiet.
+//! - this file: the accept loop and serving one connection.
+
+mod watchdog;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,11 +17,15 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use watchdog::{Activity, Watched};
 
 /// Limits and timeouts for one server.
 #[derive(Debug, Clone)]
@@ -22,8 +33,12 @@ pub struct ServeOptions {
     /// Connections served at once; further clients wait in the accept queue.
     /// Default: 4096.
     pub max_connections: usize,
-    /// Time a client gets to send its request headers. Default: 10 s.
+    /// Time a client gets to start its first request (from connecting, or from the end
+    /// of the TLS handshake) and to send each request's headers. Default: 10 s.
     pub header_read_timeout: Duration,
+    /// Time a connection may stay silent (no byte either way, no request in flight)
+    /// once it has made a request. Default: 60 s.
+    pub idle_timeout: Duration,
     /// Time a client gets to finish the TLS handshake. Default: 10 s.
     pub tls_handshake_timeout: Duration,
     /// Time in-flight requests get to finish after shutdown starts (Cloud Run allows
@@ -36,6 +51,7 @@ impl Default for ServeOptions {
         ServeOptions {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(8),
         }
@@ -60,6 +76,7 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
+    let limits = Arc::new(options.clone());
     tokio::pin!(shutdown);
 
     loop {
@@ -83,27 +100,18 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let connection = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            draining: draining.clone(),
+            limits: limits.clone(),
+        };
         let acceptor = acceptor.clone();
-        let draining = draining.clone();
-        let handshake_timeout = options.tls_handshake_timeout;
-        let first_byte_timeout = options.header_read_timeout;
         connections.spawn(async move {
             let _slot = slot;
             let served = match acceptor {
-                None => serve_plain(stream, builder, service, &draining, first_byte_timeout).await,
-                Some(acceptor) => {
-                    serve_tls(
-                        stream,
-                        acceptor,
-                        builder,
-                        service,
-                        &draining,
-                        handshake_timeout,
-                    )
-                    .await
-                }
+                None => connection.serve(stream).await,
+                Some(acceptor) => connection.serve_tls(stream, acceptor).await,
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, cause = %e, "connection ended with an error");
@@ -128,77 +136,91 @@ pub async fn serve(
 
 type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// Serves a plain-TCP connection. The HTTP/1-or-2 sniff reads the first bytes with no
-/// timeout of its own, so wait for them here: a client that connects and stays silent
-/// must not hold a slot.
-async fn serve_plain(
-    stream: TcpStream,
+/// Everything needed to serve one accepted connection.
+struct Connection {
     builder: Builder<TokioExecutor>,
-    service: TowerToHyperService<Router>,
-    draining: &CancellationToken,
-    first_byte_timeout: Duration,
-) -> ConnectionResult {
-    let mut first = [0u8; 1];
-    let first_bytes = tokio::select! {
-        read = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => read,
-        () = draining.cancelled() => return Ok(()), // nothing in flight yet
-    };
-    match first_bytes {
-        Ok(Ok(n)) if n > 0 => drive(builder, TokioIo::new(stream), service, draining).await,
-        _ => Ok(()),
+    router: Router,
+    draining: CancellationToken,
+    limits: Arc<ServeOptions>,
+}
+
+impl Connection {
+    /// Completes the TLS handshake (within its limit), then serves the protocol that
+    /// ALPN chose, so no sniffing is needed.
+    async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) -> ConnectionResult {
+        let handshake = tokio::select! {
+            done = tokio::time::timeout(self.limits.tls_handshake_timeout, acceptor.accept(stream)) => done,
+            () = self.draining.cancelled() => return Ok(()), // nothing in flight yet
+        };
+        let tls = match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(cause = %e, "TLS handshake failed");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return Ok(());
+            }
+        };
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        let builder = if h2 {
+            self.builder.clone().http2_only()
+        } else {
+            self.builder.clone().http1_only()
+        };
+        Connection { builder, ..self }.serve(tls).await
     }
-}
 
-/// Serves a TLS connection; ALPN has already chosen the protocol, so no sniffing.
-async fn serve_tls(
-    stream: TcpStream,
-    acceptor: TlsAcceptor,
-    builder: Builder<TokioExecutor>,
-    service: TowerToHyperService<Router>,
-    draining: &CancellationToken,
-    handshake_timeout: Duration,
-) -> ConnectionResult {
-    let handshake = tokio::select! {
-        done = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => done,
-        () = draining.cancelled() => return Ok(()), // nothing in flight yet
-    };
-    let tls = match handshake {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(cause = %e, "TLS handshake failed");
-            return Ok(());
-        }
-        Err(_) => {
-            tracing::debug!("TLS handshake timed out");
-            return Ok(());
-        }
-    };
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-    let builder = if h2 {
-        builder.http2_only()
-    } else {
-        builder.http1_only()
-    };
-    drive(builder, TokioIo::new(tls), service, draining).await
-}
-
-/// Serves one connection, switching it to graceful shutdown when draining starts.
-async fn drive<I>(
-    builder: Builder<TokioExecutor>,
-    io: TokioIo<I>,
-    service: TowerToHyperService<Router>,
-    draining: &CancellationToken,
-) -> ConnectionResult
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => result,
-        () = draining.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    /// Serves HTTP on `io` until the client closes, the connection goes quiet for
+    /// longer than its limit, or draining ends it: then idle connections close at
+    /// once and busy ones after their in-flight requests.
+    async fn serve<I>(self, io: I) -> ConnectionResult
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new();
+        let counting = activity.clone();
+        // Each request holds a guard while its handler runs; bytes moving on the socket
+        // keep a connection alive while a response body streams.
+        let counted = ServiceExt::<http::Request<hyper::body::Incoming>>::map_future(
+            self.router,
+            move |response| {
+                let in_flight = counting.request_started();
+                async move {
+                    let response = response.await;
+                    drop(in_flight);
+                    response
+                }
+            },
+        );
+        let service = TowerToHyperService::new(counted);
+        let io = TokioIo::new(Watched::new(io, activity.clone()));
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        let limits = &self.limits;
+        let mut draining = false;
+        loop {
+            let deadline = activity.idle_deadline(limits.header_read_timeout, limits.idle_timeout);
+            // With a request in flight there is no deadline; look again a little later.
+            let wake =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + limits.idle_timeout);
+            tokio::select! {
+                result = connection.as_mut() => return result,
+                () = self.draining.cancelled(), if !draining => {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    let quiet = activity
+                        .idle_deadline(limits.header_read_timeout, limits.idle_timeout)
+                        .is_some_and(|deadline| deadline <= tokio::time::Instant::now());
+                    if quiet {
+                        tracing::debug!("closing a quiet connection");
+                        return Ok(()); // dropping the connection closes it
+                    }
+                }
+            }
         }
     }
 }

@@ -1,0 +1,161 @@
+//! Calls to other services, always bounded in time (see
+//! [`OutboundSettings`](crate::config::OutboundSettings)). Limits are on silence, not
+//! on totals: a connection must open within the connect timeout, an answer must start
+//! within the request timeout, and a body must keep moving, so a large transfer over a
+//! slow link succeeds while a peer that goes quiet fails fast.
+//!
+//! reqwest's read timeout covers answers and downloads but starts when a request is
+//! sent and is not reset while its body uploads, so uploads use
+//! [`send_streaming_upload`], which watches the body itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use crate::config::OutboundSettings;
+use crate::error::{Error, Result};
+use crate::storage::ByteStream;
+
+/// A client builder with these settings' connect and read timeouts, for requests whose
+/// bodies are small (purges, events, metadata) and for downloads.
+pub fn client_builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout())
+        .read_timeout(settings.request_timeout())
+}
+
+/// A client builder with only the connect timeout, for [`send_streaming_upload`].
+pub fn upload_client_builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().connect_timeout(settings.connect_timeout())
+}
+
+/// Sends `request` with `body` as its streamed body, failing with [`Error::Timeout`] if
+/// the body stops moving, or the answer does not start, for longer than `silence`.
+/// `what` names the call in errors.
+pub async fn send_streaming_upload(
+    request: reqwest::RequestBuilder,
+    body: ByteStream,
+    silence: Duration,
+    what: &str,
+) -> Result<reqwest::Response> {
+    let started = Instant::now();
+    let progress = Arc::new(Progress::default());
+    let noted = progress.clone();
+    let body = body.map(move |chunk| {
+        noted.at(started);
+        chunk
+    });
+    // Yields nothing: only notes that the body has ended.
+    let done = progress.clone();
+    let body = body.chain(futures::stream::poll_fn(move |_| {
+        done.finished.store(true, Ordering::Relaxed);
+        done.at(started);
+        std::task::Poll::<Option<std::io::Result<bytes::Bytes>>>::Ready(None)
+    }));
+    let send = request.body(reqwest::Body::wrap_stream(body)).send();
+    tokio::pin!(send);
+    loop {
+        let last = started + Duration::from_millis(progress.last_ms.load(Ordering::Relaxed));
+        tokio::select! {
+            sent = &mut send => return sent.map_err(|e| Error::from_http(what.to_string(), e)),
+            () = tokio::time::sleep_until(last + silence) => {
+                let last = started + Duration::from_millis(progress.last_ms.load(Ordering::Relaxed));
+                if Instant::now() >= last + silence {
+                    let stage = if progress.finished.load(Ordering::Relaxed) {
+                        "no answer"
+                    } else {
+                        "the upload stalled"
+                    };
+                    return Err(Error::Timeout {
+                        what: format!("{what}: {stage} for {silence:?}"),
+                        source: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// When an upload's body last moved, in milliseconds from its start.
+#[derive(Default)]
+struct Progress {
+    last_ms: AtomicU64,
+    finished: AtomicBool,
+}
+
+impl Progress {
+    fn at(&self, started: Instant) {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that accepts connections and reads them forever without answering.
+    async fn silent_server() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut sink = tokio::io::sink();
+                    let _ = tokio::io::copy(&mut socket, &mut sink).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_upload_to_a_silent_server_times_out_after_its_body() {
+        let addr = silent_server().await;
+        let settings = OutboundSettings {
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 300,
+        };
+        let client = upload_client_builder(&settings).build().expect("client");
+        let body = crate::storage::stream_from_bytes(vec![0u8; 100_000]);
+        let started = std::time::Instant::now();
+        let result = send_streaming_upload(
+            client.put(format!("http://{addr}/x")),
+            body,
+            settings.request_timeout(),
+            "upload to the silent server",
+        )
+        .await;
+        let error = result.expect_err("times out");
+        assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+        assert!(error.to_string().contains("no answer"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_moving_upload_is_not_cut() {
+        let addr = silent_server().await;
+        let client = reqwest::Client::new();
+        // Ten chunks 100 ms apart: a second in all, never 300 ms of silence.
+        let chunks = futures::stream::iter(0..10).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(bytes::Bytes::from_static(b"chunk"))
+        });
+        let started = std::time::Instant::now();
+        let error = send_streaming_upload(
+            client.put(format!("http://{addr}/x")),
+            Box::pin(chunks),
+            Duration::from_millis(300),
+            "slow upload",
+        )
+        .await
+        .expect_err("the silent server never answers");
+        assert!(error.to_string().contains("no answer"), "{error}");
+        assert!(started.elapsed() >= Duration::from_millis(1_000));
+    }
+}

@@ -1,0 +1,238 @@
+//! Connections that only hold a slot: clients that finish the TLS handshake and then
+//! say nothing, or go quiet after a request, over HTTP/1.1 and HTTP/2. They are closed
+//! within their limit while other clients are served throughout, and they never make
+//! a graceful shutdown wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_edge::EdgeState;
+use meridian_shared::config::EdgeSettings;
+use meridian_shared::server::{self, ServeOptions};
+use meridian_shared::storage::{MemoryBucket, PutOptions, stream_from_bytes};
+use meridian_shared::tls::DevCa;
+use meridian_shared::{Bucket, ObjectName};
+use rustls_pki_types::pem::PemObject;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// A TLS edge serving one object, on port 0.
+struct TlsEdge {
+    url: String,
+    addr: std::net::SocketAddr,
+    ca: DevCa,
+    stop: CancellationToken,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsEdge {
+    async fn start(options: ServeOptions) -> TlsEdge {
+        meridian_shared::tls::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = DevCa::load_or_create(dir.path()).expect("ca");
+        let tls = meridian_shared::tls::server_config(&ca.issue_localhost().expect("cert"))
+            .expect("tls config");
+        let bucket = MemoryBucket::new("edge-limits-test");
+        let name = ObjectName::new("hello.txt").expect("name");
+        bucket
+            .put(&name, stream_from_bytes("hello"), PutOptions::default())
+            .await
+            .expect("put");
+        let state = EdgeState::new(
+            "test-region",
+            Arc::new(bucket),
+            &EdgeSettings::default(),
+            b"0123456789abcdef0123456789abcdef",
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(server::serve(
+            listener,
+            meridian_edge::router(state),
+            Some(tls),
+            options,
+            stop.clone().cancelled_owned(),
+        ));
+        TlsEdge {
+            url: format!("https://{addr}/hello.txt"),
+            addr,
+            ca,
+            stop,
+            served,
+            _dir: dir,
+        }
+    }
+
+    /// Opens a connection, completes the handshake offering only `alpn`, and sends
+    /// nothing.
+    async fn silent_connection(&self, alpn: &[u8]) -> TlsStream<TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(self.ca.cert_pem().as_bytes())
+        {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = TcpStream::connect(self.addr).await.expect("connect");
+        let server_name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(server_name, tcp)
+            .await
+            .expect("handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        tls
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let cert = reqwest::Certificate::from_pem(self.ca.cert_pem().as_bytes()).expect("cert");
+        reqwest::Client::builder()
+            .tls_certs_only([cert])
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client")
+    }
+}
+
+/// Waits until the server closes `connection` (end of stream or reset); returns when.
+async fn closed_by_server(mut connection: TlsStream<TcpStream>) -> Instant {
+    let mut buffer = [0u8; 1024];
+    loop {
+        match connection.read(&mut buffer).await {
+            Ok(0) | Err(_) => return Instant::now(),
+            // HTTP/2 servers speak first (SETTINGS, later GOAWAY): keep reading.
+            Ok(_) => continue,
+        }
+    }
+}
+
+fn short_limits(max_connections: usize) -> ServeOptions {
+    ServeOptions {
+        max_connections,
+        header_read_timeout: Duration::from_millis(800),
+        idle_timeout: Duration::from_millis(800),
+        ..ServeOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn silent_tls_connections_are_closed_within_the_limit_while_others_are_served() {
+    const SILENT: usize = 300;
+    // One slot more than the silent clients take: the steady client's.
+    let edge = TlsEdge::start(short_limits(SILENT + 1)).await;
+    let steady = edge.client();
+    assert_eq!(
+        steady.get(&edge.url).send().await.expect("get").status(),
+        200
+    );
+
+    // A steady client keeps asking on its own (kept-alive) connection throughout.
+    let keep_asking = {
+        let (steady, url) = (steady.clone(), edge.url.clone());
+        tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_secs(3);
+            let mut answered = 0;
+            while Instant::now() < until {
+                let response = steady.get(&url).send().await.expect("steady client served");
+                assert_eq!(response.status(), 200);
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answered
+        })
+    };
+
+    // Silent clients fill every other slot, half of them over HTTP/2.
+    let opened = Instant::now();
+    let mut silent = Vec::new();
+    for i in 0..SILENT {
+        let alpn: &[u8] = if i % 2 == 0 { b"h2" } else { b"http/1.1" };
+        silent.push(edge.silent_connection(alpn).await);
+    }
+    let limit = Duration::from_millis(800);
+    let closed = futures::future::join_all(silent.into_iter().map(closed_by_server)).await;
+    for (i, at) in closed.iter().enumerate() {
+        assert!(
+            *at - opened < limit + Duration::from_secs(3),
+            "silent connection {i} was held {:?}",
+            *at - opened
+        );
+    }
+    // The slots came back: a new client gets in.
+    let fresh = edge.client();
+    assert_eq!(
+        fresh.get(&edge.url).send().await.expect("get").status(),
+        200
+    );
+    assert!(keep_asking.await.expect("steady client") > 10);
+    edge.stop.cancel();
+}
+
+#[tokio::test]
+async fn connections_that_go_quiet_after_a_request_are_closed() {
+    let edge = TlsEdge::start(short_limits(16)).await;
+    for alpn in [b"h2".as_slice(), b"http/1.1".as_slice()] {
+        let client = edge.client();
+        assert_eq!(
+            client.get(&edge.url).send().await.expect("get").status(),
+            200
+        );
+        // A raw connection that made one request and then went quiet.
+        let mut connection = edge.silent_connection(alpn).await;
+        if alpn == b"http/1.1" {
+            use tokio::io::AsyncWriteExt;
+            connection
+                .write_all(b"GET /hello.txt HTTP/1.1\r\nhost: localhost\r\n\r\n")
+                .await
+                .expect("write");
+            let mut response = [0u8; 512];
+            let n = connection.read(&mut response).await.expect("response");
+            assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+        }
+        let quiet_since = Instant::now();
+        let closed = closed_by_server(connection).await;
+        assert!(
+            closed - quiet_since < Duration::from_millis(800) + Duration::from_secs(3),
+            "{alpn:?}: held {:?}",
+            closed - quiet_since
+        );
+    }
+    edge.stop.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_or_silent_clients() {
+    // Long limits: only shutdown itself can close these connections in time.
+    let options = ServeOptions {
+        header_read_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(8),
+        ..ServeOptions::default()
+    };
+    let edge = TlsEdge::start(options).await;
+    let client = edge.client();
+    assert_eq!(
+        client.get(&edge.url).send().await.expect("get").status(),
+        200
+    );
+    let _silent_h2 = edge.silent_connection(b"h2").await;
+    let _silent_h1 = edge.silent_connection(b"http/1.1").await;
+
+    let asked = Instant::now();
+    edge.stop.cancel();
+    edge.served.await.expect("join").expect("serve");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?} for connections with nothing in flight",
+        asked.elapsed()
+    );
+}

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use meridian_edge::EdgeState;
 use meridian_replicate::{EdgePurger, Replica, ReplicateState};
 use meridian_shared::config::EdgeSettings;
-use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::storage::{LocalBucket, PutOptions, stream_from_bytes};
 use meridian_shared::{Bucket, ObjectName};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::pseudo_random_bytes;
 use crate::harness::stack::all_files;
+use crate::harness::{pseudo_random_bytes, serve_plain};
 
 /// A plain-HTTP edge serving `bucket` on port 0; returns its base URL.
 async fn edge_over(
@@ -23,18 +22,7 @@ async fn edge_over(
     stop: &CancellationToken,
 ) -> String {
     let state = EdgeState::new("test-region", Arc::new(bucket), &settings, &[7; 32]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(server::serve(
-        listener,
-        meridian_edge::router(state),
-        None,
-        ServeOptions::default(),
-        stop.clone().cancelled_owned(),
-    ));
-    url
+    serve_plain(meridian_edge::router(state), stop).await
 }
 
 /// The one data file of the one object in `bucket_dir`.

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use meridian_edge::EdgeState;
 use meridian_shared::config::{EdgeSettings, OutboundSettings};
-use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::storage::GcsClient;
 use tokio_util::sync::CancellationToken;
+
+use crate::harness::serve_plain;
 
 /// A server that accepts connections, reads whatever arrives, and never answers.
 async fn silent_server() -> std::net::SocketAddr {
@@ -44,24 +45,14 @@ async fn a_silent_storage_backend_gives_504_within_the_configured_timeout() {
         &EdgeSettings::default(),
         &[7; 32],
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let edge = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    tokio::spawn(server::serve(
-        listener,
-        meridian_edge::router(state),
-        None,
-        ServeOptions::default(),
-        stop.clone().cancelled_owned(),
-    ));
+    let edge = serve_plain(meridian_edge::router(state), &stop).await;
 
     let http = reqwest::Client::new();
     for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
         let asked = Instant::now();
         let response = http
-            .request(method.clone(), format!("http://{edge}/object.txt"))
+            .request(method.clone(), format!("{edge}/object.txt"))
             .send()
             .await
             .expect("edge answers");

@@ -345,12 +345,7 @@ async fn a_good_upload_is_answered_as_cloud_storage_answers_it() {
     assert_eq!(response.bytes().await.expect("body").len(), 0, "empty body");
 
     let name = meridian_shared::ObjectName::new("answered.txt").expect("name");
-    let main = meridian_shared::storage::LocalBucket::open(
-        &stack.stack.config().storage.root,
-        &stack.bucket_names()[0],
-    )
-    .await
-    .expect("open");
+    let main = stack.main_bucket().await;
     let stored = meridian_shared::Bucket::head(&main, &name)
         .await
         .expect("stored");
@@ -385,12 +380,7 @@ async fn meridian_put_reads_cloud_storages_answer() {
     let report = meridian_cli::client::put(&client, &file, Some("reports/one.txt"))
         .await
         .expect("put");
-    let main = meridian_shared::storage::LocalBucket::open(
-        &stack.stack.config().storage.root,
-        &stack.bucket_names()[0],
-    )
-    .await
-    .expect("open");
+    let main = stack.main_bucket().await;
     let stored = meridian_shared::Bucket::head(
         &main,
         &meridian_shared::ObjectName::new("reports/one.txt").expect("name"),

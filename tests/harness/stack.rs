@@ -179,6 +179,14 @@ impl TestStack {
             .collect()
     }
 
+    /// The main bucket, opened on the stack's folder.
+    pub async fn main_bucket(&self) -> meridian_shared::storage::LocalBucket {
+        let root = &self.stack.config().storage.root;
+        meridian_shared::storage::LocalBucket::open(root, &self.bucket_names()[0])
+            .await
+            .expect("open the main bucket")
+    }
+
     /// Whether any bucket holds `name`.
     pub async fn buckets_holding(&self, name: &str) -> Vec<String> {
         let root = self.stack.config().storage.root.clone();

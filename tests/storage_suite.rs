@@ -49,6 +49,7 @@ async fn behaves_like_a_bucket(bucket: Arc<dyn Bucket>) {
         .expect("put");
     assert_eq!(written.size, 5);
     assert_eq!(written.md5_hash, "XUFAKrxLKna5cZ2REBfFkg==");
+    assert_eq!(written.crc32c, "mnG7TA==", "CRC32C, Cloud Storage's format");
     let head = bucket.head(&hello).await.expect("head");
     assert_eq!(head.content_type, "text/plain");
     assert_eq!(head.cache_control.as_deref(), Some("public, max-age=60"));
@@ -57,6 +58,10 @@ async fn behaves_like_a_bucket(bucket: Arc<dyn Bucket>) {
         Some("suite")
     );
     assert_eq!(head.generation, written.generation);
+    assert_eq!(
+        (&head.md5_hash, &head.crc32c),
+        (&written.md5_hash, &written.crc32c)
+    );
     assert_eq!(read(bucket, &hello).await, b"hello");
 
     // Missing objects.

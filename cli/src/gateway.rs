@@ -10,14 +10,13 @@
 //! `ExpiredToken`, `AccessDenied`, ...), a `Message`, and the reason in `Details`.
 //! Statuses come from the one mapping in [`meridian_shared::Error::http_status`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use futures::TryStreamExt;
 use meridian_shared::error::{BodyFailure, SignedUrlRefusal};
 use meridian_shared::signing::{SigningKey, check_declared_payload, verify_request};
@@ -97,25 +96,16 @@ async fn upload(
         .to_string();
     // A body that fails is the client's doing (it stopped sending): say so, so the
     // storage write reports it as such rather than as a failure of ours.
-    let crc = Arc::new(Mutex::new(0u32));
-    let running_crc = crc.clone();
     let stream = body
         .into_data_stream()
-        .map_err(|e| BodyFailure::Incomplete(e.into()).into_io())
-        .inspect_ok(move |chunk| {
-            // Lock held for one checksum update; the stream is polled by one task.
-            let mut crc = running_crc.lock().unwrap_or_else(|p| p.into_inner());
-            *crc = crc32c::crc32c_append(*crc, chunk);
-        });
+        .map_err(|e| BodyFailure::Incomplete(e.into()).into_io());
     let stream = check_declared_payload(Box::pin(stream), &headers)?;
     let options = PutOptions {
         content_type,
         ..PutOptions::default()
     };
     let meta = state.bucket.put(&name, stream, options).await?;
-    let crc32c = *crc.lock().unwrap_or_else(|p| p.into_inner());
     tracing::info!(object = %name, size = meta.size, generation = meta.generation, "upload stored");
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();
     let mut set = |name: &'static str, value: String| {
@@ -126,10 +116,9 @@ async fn upload(
     set("etag", meta.etag());
     set("x-goog-generation", meta.generation.to_string());
     set("x-goog-metageneration", "1".to_string());
-    set(
-        "x-goog-hash",
-        format!("crc32c={}", b64.encode(crc32c.to_be_bytes())),
-    );
+    if !meta.crc32c.is_empty() {
+        set("x-goog-hash", format!("crc32c={}", meta.crc32c));
+    }
     set("x-goog-hash", format!("md5={}", meta.md5_hash));
     set("x-goog-stored-content-length", meta.size.to_string());
     set("x-goog-stored-content-encoding", "identity".to_string());

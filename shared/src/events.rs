@@ -196,6 +196,7 @@ mod tests {
                 content_type: "text/plain".into(),
                 cache_control: None,
                 md5_hash: String::new(),
+                crc32c: String::new(),
                 generation: 1,
                 updated: Utc::now(),
                 metadata: BTreeMap::new(),

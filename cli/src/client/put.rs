@@ -154,7 +154,7 @@ mod tests {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("x-goog-generation", "1795673234367070".parse().expect("h"));
         headers.insert("x-goog-stored-content-length", "13".parse().expect("h"));
-        headers.append("x-goog-hash", "crc32c=nWs5bA==".parse().expect("h"));
+        headers.append("x-goog-hash", "crc32c=d7sZhg==".parse().expect("h"));
         headers.append(
             "x-goog-hash",
             "md5=IsNoOwlBNsM5g5GuccsPBA==".parse().expect("h"),
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(report.generation, 1_795_673_234_367_070);
         assert_eq!(report.size, 13);
         assert_eq!(report.md5_hash, "IsNoOwlBNsM5g5GuccsPBA==");
-        assert_eq!(report.crc32c.as_deref(), Some("nWs5bA=="));
+        assert_eq!(report.crc32c.as_deref(), Some("d7sZhg=="));
 
         let mut joined = reqwest::header::HeaderMap::new();
         joined.insert("x-goog-generation", "7".parse().expect("h"));

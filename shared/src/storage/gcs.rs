@@ -140,6 +140,7 @@ fn to_meta(object: Object) -> ObjectMeta {
         content_type: content_type_or_default(object.content_type.unwrap_or_default()),
         cache_control: object.cache_control.filter(|c| !c.is_empty()),
         md5_hash: object.md5_hash.unwrap_or_default(),
+        crc32c: object.crc32c.unwrap_or_default(),
         generation: object.generation,
         updated: object
             .updated

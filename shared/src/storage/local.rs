@@ -27,7 +27,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    ByteStream, Md5Hasher, ObjectMeta, ObjectName, PutOptions, check_generation,
+    ByteStream, Checksums, ContentHasher, ObjectMeta, ObjectName, PutOptions, check_generation,
     content_type_or_default, next_generation,
 };
 use crate::error::{Error, Result};
@@ -77,27 +77,28 @@ impl LocalBucket {
         self.dir.join("objects").join(&hash[..2]).join(hash)
     }
 
-    /// Streams `body` into a private temporary file, returning its path, size and MD5.
-    async fn stage(&self, mut body: ByteStream) -> Result<(PathBuf, u64, String)> {
+    /// Streams `body` into a private temporary file, returning its path, size and
+    /// checksums.
+    async fn stage(&self, mut body: ByteStream) -> Result<(PathBuf, u64, Checksums)> {
         let path = self
             .dir
             .join("tmp")
             .join(format!("{}.part", uuid::Uuid::new_v4()));
         let staged = async {
             let mut file = create_locked(path.clone()).await?;
-            let (mut size, mut md5) = (0u64, Md5Hasher::default());
+            let (mut size, mut hasher) = (0u64, ContentHasher::default());
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
-                md5.update(&chunk);
+                hasher.update(&chunk);
                 size += chunk.len() as u64;
                 file.write_all(&chunk).await?;
             }
             file.sync_all().await?;
-            Ok::<_, std::io::Error>((size, md5.finish_base64()))
+            Ok::<_, std::io::Error>((size, hasher.finish()))
         }
         .await;
         match staged {
-            Ok((size, md5)) => Ok((path, size, md5)),
+            Ok((size, checksums)) => Ok((path, size, checksums)),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
                 Err(e.into())
@@ -234,7 +235,7 @@ impl super::Bucket for LocalBucket {
         body: ByteStream,
         options: PutOptions,
     ) -> Result<ObjectMeta> {
-        let (staged, size, md5_hash) = self.stage(body).await?;
+        let (staged, size, checksums) = self.stage(body).await?;
         let object_dir = self.object_dir(name);
         let name = name.clone();
         let staged_for_commit = staged.clone();
@@ -251,7 +252,8 @@ impl super::Bucket for LocalBucket {
                 size,
                 content_type: content_type_or_default(options.content_type),
                 cache_control: options.cache_control,
-                md5_hash,
+                md5_hash: checksums.md5_hash,
+                crc32c: checksums.crc32c,
                 generation: take_generation(&bucket_dir, live.as_ref().map(|m| m.generation))?,
                 updated: chrono::Utc::now(),
                 metadata: options.metadata,
@@ -298,7 +300,7 @@ impl super::Bucket for LocalBucket {
                         return Err(Error::Corrupt(why));
                     }
                     let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-                    let checked = super::verify_md5(Box::pin(stream), &meta, path);
+                    let checked = super::verify_checksums(Box::pin(stream), &meta, path);
                     return Ok((meta, checked));
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,

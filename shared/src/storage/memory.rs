@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::{
-    ByteStream, Md5Hasher, ObjectMeta, ObjectName, PutOptions, check_generation, collect,
+    ByteStream, ContentHasher, ObjectMeta, ObjectName, PutOptions, check_generation, collect,
     content_type_or_default, next_generation, stream_from_bytes,
 };
 use crate::error::{Error, Result};
@@ -58,8 +58,9 @@ impl super::Bucket for MemoryBucket {
         options: PutOptions,
     ) -> Result<ObjectMeta> {
         let data = collect(body).await?;
-        let mut md5 = Md5Hasher::default();
-        md5.update(&data);
+        let mut hasher = ContentHasher::default();
+        hasher.update(&data);
+        let checksums = hasher.finish();
         let mut inner = self.inner();
         let live = inner.objects.get(name.as_str()).map(|(m, _)| m.generation);
         check_generation(name, options.if_generation_match, live)?;
@@ -70,7 +71,8 @@ impl super::Bucket for MemoryBucket {
             size: data.len() as u64,
             content_type: content_type_or_default(options.content_type),
             cache_control: options.cache_control,
-            md5_hash: md5.finish_base64(),
+            md5_hash: checksums.md5_hash,
+            crc32c: checksums.crc32c,
             generation,
             updated: chrono::Utc::now(),
             metadata: options.metadata,

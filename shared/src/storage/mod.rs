@@ -65,6 +65,10 @@ pub struct ObjectMeta {
     pub cache_control: Option<String>,
     /// MD5 of the content, base64 (Cloud Storage's `md5Hash` format).
     pub md5_hash: String,
+    /// CRC32C of the content, base64 of its big-endian bytes (Cloud Storage's `crc32c`
+    /// format); empty when unknown (objects stored before Meridian recorded it).
+    #[serde(default)]
+    pub crc32c: String,
     /// Generation: strictly greater for each new write of the same name.
     pub generation: i64,
     /// When this generation was written.
@@ -208,23 +212,27 @@ pub(crate) fn check_generation(
 }
 
 /// Passes `stream` through while checking it against `meta`: more bytes than
-/// `meta.size`, or an MD5 other than `meta.md5_hash` at the end, ends the stream with
-/// an error instead. The last chunk is held back until the check passes, so a reader
+/// `meta.size`, or checksums other than the recorded ones at the end (MD5, and CRC32C
+/// when recorded), end the stream with an error instead. The last chunk is held back until the check passes, so a reader
 /// (an edge filling its cache, a client of a streamed response) never receives the
 /// whole of a damaged copy and takes it for good. `source` names the data in the log.
-pub(crate) fn verify_md5(stream: ByteStream, meta: &ObjectMeta, source: PathBuf) -> ByteStream {
+pub(crate) fn verify_checksums(
+    stream: ByteStream,
+    meta: &ObjectMeta,
+    source: PathBuf,
+) -> ByteStream {
     struct Check {
         stream: ByteStream,
-        md5: Option<Md5Hasher>,
+        hasher: Option<ContentHasher>,
         held_back: Option<Bytes>,
         seen: u64,
         size: u64,
-        expected_md5: String,
+        expected: Checksums,
         source: PathBuf,
     }
     impl Check {
         fn damaged(&mut self, why: String) -> std::io::Error {
-            self.md5 = None; // ends the stream after this error
+            self.hasher = None; // ends the stream after this error
             self.held_back = None;
             tracing::error!(source = %self.source.display(), %why, "object data does not match its metadata");
             std::io::Error::new(
@@ -235,17 +243,20 @@ pub(crate) fn verify_md5(stream: ByteStream, meta: &ObjectMeta, source: PathBuf)
     }
     let state = Check {
         stream,
-        md5: Some(Md5Hasher::default()),
+        hasher: Some(ContentHasher::default()),
         held_back: None,
         seen: 0,
         size: meta.size,
-        expected_md5: meta.md5_hash.clone(),
+        expected: Checksums {
+            md5_hash: meta.md5_hash.clone(),
+            crc32c: meta.crc32c.clone(),
+        },
         source,
     };
     Box::pin(futures::stream::unfold(state, |mut check| async move {
         loop {
             // After the end (or an error) only a held-back last chunk may remain.
-            let Some(md5) = check.md5.as_mut() else {
+            let Some(hasher) = check.hasher.as_mut() else {
                 return check.held_back.take().map(|last| (Ok(last), check));
             };
             match check.stream.next().await {
@@ -255,28 +266,27 @@ pub(crate) fn verify_md5(stream: ByteStream, meta: &ObjectMeta, source: PathBuf)
                         let why = format!("more than the {} bytes recorded", check.size);
                         return Some((Err(check.damaged(why)), check));
                     }
-                    md5.update(&chunk);
+                    hasher.update(&chunk);
                     if let Some(previous) = check.held_back.replace(chunk) {
                         return Some((Ok(previous), check));
                     }
                 }
                 Some(Err(e)) => {
-                    check.md5 = None;
+                    check.hasher = None;
                     check.held_back = None;
                     return Some((Err(e), check));
                 }
                 None => {
-                    let actual = check.md5.take().map(Md5Hasher::finish_base64);
+                    let actual = check.hasher.take().map(ContentHasher::finish)?;
                     if check.seen != check.size {
                         let why = format!("{} bytes, {} recorded", check.seen, check.size);
                         return Some((Err(check.damaged(why)), check));
                     }
-                    if actual.as_deref() != Some(check.expected_md5.as_str()) {
-                        let why = format!(
-                            "MD5 {}, {} recorded",
-                            actual.unwrap_or_default(),
-                            check.expected_md5
-                        );
+                    let expected = &check.expected;
+                    let crc_differs =
+                        !expected.crc32c.is_empty() && actual.crc32c != expected.crc32c;
+                    if actual.md5_hash != expected.md5_hash || crc_differs {
+                        let why = format!("checksums {actual:?}, recorded {expected:?}");
                         return Some((Err(check.damaged(why)), check));
                     }
                     // Verified: the held-back chunk goes out on the next poll.
@@ -286,18 +296,33 @@ pub(crate) fn verify_md5(stream: ByteStream, meta: &ObjectMeta, source: PathBuf)
     }))
 }
 
-/// Incremental MD5 in Cloud Storage's base64 format.
+/// The checksums Cloud Storage keeps for an object, computed as its bytes stream by.
 #[derive(Default)]
-pub(crate) struct Md5Hasher(md5::Md5);
+pub(crate) struct ContentHasher {
+    md5: md5::Md5,
+    crc32c: u32,
+}
 
-impl Md5Hasher {
+/// An object's checksums in Cloud Storage's base64 formats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checksums {
+    pub(crate) md5_hash: String,
+    pub(crate) crc32c: String,
+}
+
+impl ContentHasher {
     pub(crate) fn update(&mut self, data: &[u8]) {
-        md5::Digest::update(&mut self.0, data);
+        md5::Digest::update(&mut self.md5, data);
+        self.crc32c = crc32c::crc32c_append(self.crc32c, data);
     }
 
-    pub(crate) fn finish_base64(self) -> String {
+    pub(crate) fn finish(self) -> Checksums {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(md5::Digest::finalize(self.0))
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Checksums {
+            md5_hash: b64.encode(md5::Digest::finalize(self.md5)),
+            crc32c: b64.encode(self.crc32c.to_be_bytes()),
+        }
     }
 }
 
@@ -327,15 +352,27 @@ mod tests {
     }
 
     #[test]
+    fn checksums_are_in_cloud_storages_formats() {
+        let mut hasher = ContentHasher::default();
+        hasher.update(b"hel");
+        hasher.update(b"lo");
+        let checksums = hasher.finish();
+        // `gsutil hash` of "hello": the same values Cloud Storage stores.
+        assert_eq!(checksums.md5_hash, "XUFAKrxLKna5cZ2REBfFkg==");
+        assert_eq!(checksums.crc32c, "mnG7TA==");
+    }
+
+    #[test]
     fn etag_is_hex_md5() {
-        let mut hasher = Md5Hasher::default();
+        let mut hasher = ContentHasher::default();
         hasher.update(b"hello");
         let meta = ObjectMeta {
             name: "x".into(),
             size: 5,
             content_type: "text/plain".into(),
             cache_control: None,
-            md5_hash: hasher.finish_base64(),
+            md5_hash: hasher.finish().md5_hash,
+            crc32c: String::new(),
             generation: 1,
             updated: Utc::now(),
             metadata: BTreeMap::new(),

@@ -236,3 +236,78 @@ async fn shutdown_does_not_wait_for_idle_or_silent_clients() {
         asked.elapsed()
     );
 }
+
+#[tokio::test]
+async fn pings_do_not_keep_an_http2_connection_without_requests_open() {
+    use tokio::io::AsyncWriteExt;
+    let edge = TlsEdge::start(short_limits(16)).await;
+    let mut connection = edge.silent_connection(b"h2").await;
+    // The client preface and an empty SETTINGS frame, then a PING every 200 ms: bytes
+    // keep moving both ways (the server acknowledges each PING), but no request comes.
+    connection
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    let opened = Instant::now();
+    let (mut reader, mut writer) = tokio::io::split(connection);
+    let pinging = tokio::spawn(async move {
+        let ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00meridian";
+        while writer.write_all(ping).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if opened.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+    });
+    let mut buffer = [0u8; 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    let held = opened.elapsed();
+    assert!(
+        held < Duration::from_millis(800) + Duration::from_secs(3),
+        "a pinging client without requests was held {held:?}"
+    );
+    pinging.abort();
+    edge.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_ends_its_request() {
+    use tokio::io::AsyncWriteExt;
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::put(|body: bytes::Bytes| async move { format!("{} bytes", body.len()) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    tokio::spawn(server::serve(
+        listener,
+        router,
+        None,
+        short_limits(16),
+        stop.clone().cancelled_owned(),
+    ));
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    // Announces 100 bytes, sends 10, then waits without closing anything.
+    client
+        .write_all(b"PUT / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    let asked = Instant::now();
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut answer))
+        .await
+        .expect("the server answers instead of waiting forever")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(asked.elapsed() < Duration::from_millis(800) + Duration::from_secs(3));
+    stop.cancel();
+}

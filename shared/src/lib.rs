@@ -27,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod function;
 pub mod outbound;
+mod progress;
 pub mod regions;
 pub mod server;
 pub mod signing;

@@ -1,10 +1,10 @@
 //! Serving a router on a listener that the caller bound: plain HTTP or HTTPS (rustls),
-//! HTTP/1.1 and HTTP/2, a cap on concurrent connections, handshake, first-byte, header
-//! and idle limits, and graceful shutdown that lets in-flight requests finish without
-//! waiting for clients that are only holding a connection open.
+//! HTTP/1.1 and HTTP/2, a cap on concurrent connections, handshake, first-request,
+//! header, body and idle limits, and graceful shutdown that lets in-flight requests
+//! finish without waiting for clients that are only holding a connection open.
 //!
 //! # Layout
-//! - `watchdog`: noticing that a connection has gone quiet.
+//! - `watchdog`: noticing that a connection has nothing left to do.
 //! - this file: the accept loop and serving one connection.
 
 mod watchdog;
@@ -20,12 +20,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use watchdog::{Activity, Watched};
+use watchdog::{Activity, RequestBody};
 
 /// Limits and timeouts for one server.
 #[derive(Debug, Clone)]
@@ -33,11 +34,14 @@ pub struct ServeOptions {
     /// Connections served at once; further clients wait in the accept queue.
     /// Default: 4096.
     pub max_connections: usize,
-    /// Time a client gets to start its first request (from connecting, or from the end
-    /// of the TLS handshake) and to send each request's headers. Default: 10 s.
+    /// Time a client gets to make its first request (from connecting, or from the end
+    /// of the TLS handshake), whatever else it sends, and to send each request's
+    /// headers (so an HTTP/1.1 connection also closes after this long without a next
+    /// request). Default: 10 s.
     pub header_read_timeout: Duration,
-    /// Time a connection may stay silent (no byte either way, no request in flight)
-    /// once it has made a request. Default: 60 s.
+    /// Time an HTTP/2 connection may stay without a request once it has made one; and
+    /// the longest a request body or a response body being sent may stand still.
+    /// Default: 60 s.
     pub idle_timeout: Duration,
     /// Time a client gets to finish the TLS handshake. Default: 10 s.
     pub tls_handshake_timeout: Duration,
@@ -70,6 +74,7 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let draining = CancellationToken::new();
+    let closing = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -104,6 +109,7 @@ pub async fn serve(
             builder: builder.clone(),
             router: router.clone(),
             draining: draining.clone(),
+            closing: closing.clone(),
             limits: limits.clone(),
         };
         let acceptor = acceptor.clone();
@@ -130,6 +136,8 @@ pub async fn serve(
             open = connections.len(),
             "drain timeout passed; closing remaining connections"
         );
+        closing.cancel();
+        connections.wait().await;
     }
     Ok(())
 }
@@ -140,7 +148,10 @@ type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 struct Connection {
     builder: Builder<TokioExecutor>,
     router: Router,
+    /// Shutdown started: finish what is in flight, take nothing new.
     draining: CancellationToken,
+    /// The drain time is up: close now.
+    closing: CancellationToken,
     limits: Arc<ServeOptions>,
 }
 
@@ -172,51 +183,69 @@ impl Connection {
         Connection { builder, ..self }.serve(tls).await
     }
 
-    /// Serves HTTP on `io` until the client closes, the connection goes quiet for
-    /// longer than its limit, or draining ends it: then idle connections close at
-    /// once and busy ones after their in-flight requests.
+    /// Serves HTTP on `io` until the client closes, the connection has nothing left to
+    /// do for longer than its limit (see `watchdog`), or shutdown ends it: connections
+    /// with nothing in flight close at once, busy ones after their requests.
     async fn serve<I>(self, io: I) -> ConnectionResult
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new();
-        let counting = activity.clone();
-        // Each request holds a guard while its handler runs; bytes moving on the socket
-        // keep a connection alive while a response body streams.
-        let counted = ServiceExt::<http::Request<hyper::body::Incoming>>::map_future(
+        let limits = self.limits.clone();
+        let bodies = activity.clone();
+        let handlers = activity.clone();
+        let watched_requests = ServiceExt::<http::Request<axum::body::Body>>::map_request(
             self.router,
+            move |request: http::Request<hyper::body::Incoming>| {
+                request.map(|body| {
+                    axum::body::Body::new(RequestBody::new(
+                        body,
+                        limits.idle_timeout,
+                        bodies.clone(),
+                    ))
+                })
+            },
+        );
+        let watched = ServiceExt::<http::Request<hyper::body::Incoming>>::map_future(
+            watched_requests,
             move |response| {
-                let in_flight = counting.request_started();
+                let running = handlers.handler_started();
+                let activity = handlers.clone();
                 async move {
-                    let response = response.await;
-                    drop(in_flight);
-                    response
+                    let response = response.await?;
+                    let response = response.map(|body| activity.track_response(body));
+                    drop(running);
+                    Ok::<_, std::convert::Infallible>(response)
                 }
             },
         );
-        let service = TowerToHyperService::new(counted);
-        let io = TokioIo::new(Watched::new(io, activity.clone()));
-        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        let service = TowerToHyperService::new(watched);
+        // Nothing here upgrades, but this variant's graceful shutdown closes a connection
+        // that has not sent its first request at once; the plain one waits for it (see
+        // the test `shutdown_does_not_wait_for_idle_or_silent_clients`).
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(connection);
         let limits = &self.limits;
         let mut draining = false;
         loop {
-            let deadline = activity.idle_deadline(limits.header_read_timeout, limits.idle_timeout);
-            // With a request in flight there is no deadline; look again a little later.
-            let wake =
-                deadline.unwrap_or_else(|| tokio::time::Instant::now() + limits.idle_timeout);
+            let deadline = activity.deadline(limits.header_read_timeout, limits.idle_timeout);
+            // While a handler runs there is no deadline; look again a little later.
+            let wake = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
             tokio::select! {
                 result = connection.as_mut() => return result,
                 () = self.draining.cancelled(), if !draining => {
                     draining = true;
                     connection.as_mut().graceful_shutdown();
                 }
+                () = self.closing.cancelled() => return Ok(()),
                 () = tokio::time::sleep_until(wake) => {
                     let quiet = activity
-                        .idle_deadline(limits.header_read_timeout, limits.idle_timeout)
-                        .is_some_and(|deadline| deadline <= tokio::time::Instant::now());
+                        .deadline(limits.header_read_timeout, limits.idle_timeout)
+                        .is_some_and(|deadline| deadline <= Instant::now());
                     if quiet {
-                        tracing::debug!("closing a quiet connection");
+                        tracing::debug!("closing a connection with nothing left to do");
                         return Ok(()); // dropping the connection closes it
                     }
                 }

@@ -1,151 +1,202 @@
-//! Knowing when a connection has gone quiet. Every connection, plain or TLS, HTTP/1.1
-//! or HTTP/2, is watched the same way: its bytes in either direction and its requests
-//! in flight are counted, and a connection that has moved no byte for longer than its
-//! limit while no request is in flight is closed.
+//! Knowing when a connection has nothing left to do. Every connection, plain or TLS,
+//! HTTP/1.1 or HTTP/2, is watched the same way, by what it does with requests rather
+//! than by the bytes it moves (an HTTP/2 client's PINGs must not keep a connection
+//! alive):
 //!
-//! This sits under the protocol rather than in it because neither protocol closes a
-//! silent connection by itself: hyper's HTTP/2 server has no idle limit at all, and a
-//! client that completes a TLS handshake and then says nothing would otherwise keep
-//! its connection slot for as long as it likes.
+//! - before its first request, it has a fixed time from connecting;
+//! - while a handler runs, no limit here (handlers are bounded by their own timeouts);
+//! - while a response body is sent, it must keep moving;
+//! - between requests, it may stay idle for a while.
+//!
+//! And a request body that stops arriving fails its request after the same silence.
+//! Neither protocol does this by itself: hyper's HTTP/2 server has no idle limit at
+//! all, and a client that completes a TLS handshake and says nothing would otherwise
+//! keep its connection slot for as long as it likes.
 
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 
-/// What one connection has been doing.
+use crate::error::BoxError;
+use crate::progress::LastProgress;
+
+/// What one connection's requests are doing.
 #[derive(Debug)]
 pub(super) struct Activity {
-    /// When the connection started; `last_active_ms` counts from here.
-    started: Instant,
-    last_active_ms: AtomicU64,
-    in_flight: AtomicUsize,
-    /// Whether any request has arrived yet: until one has, the (shorter) first-byte
-    /// limit applies.
+    /// A request starting or ending, or a body frame moving either way.
+    progress: LastProgress,
+    handlers: AtomicUsize,
+    bodies_sending: AtomicUsize,
     requested: AtomicBool,
 }
 
 impl Activity {
     pub(super) fn new() -> Arc<Activity> {
         Arc::new(Activity {
-            started: Instant::now(),
-            last_active_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
+            progress: LastProgress::new(),
+            handlers: AtomicUsize::new(0),
+            bodies_sending: AtomicUsize::new(0),
             requested: AtomicBool::new(false),
         })
     }
 
-    fn touch(&self) {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_active_ms.fetch_max(now, Ordering::Relaxed);
-    }
-
-    /// Marks a request as started; it counts as in flight until the guard drops.
-    pub(super) fn request_started(self: &Arc<Self>) -> InFlight {
+    /// Marks a request's handler as running until the guard drops.
+    pub(super) fn handler_started(self: &Arc<Self>) -> HandlerRunning {
         self.requested.store(true, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.touch();
-        InFlight(self.clone())
+        self.handlers.fetch_add(1, Ordering::Relaxed);
+        self.progress.note();
+        HandlerRunning(self.clone())
     }
 
-    /// When the connection will count as idle if nothing happens before then, or
-    /// `None` while a request is in flight (its handler may legitimately be waiting on
-    /// an origin, and its own timeouts bound that).
-    pub(super) fn idle_deadline(&self, first_byte: Duration, idle: Duration) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+    /// Wraps a response body so the connection counts as busy while it is sent.
+    pub(super) fn track_response(self: &Arc<Self>, body: Body) -> Body {
+        self.bodies_sending.fetch_add(1, Ordering::Relaxed);
+        Body::new(ResponseBody {
+            inner: body,
+            sending: Some(BodySending(self.clone())),
+        })
+    }
+
+    /// When the connection counts as quiet if nothing happens before then; `None`
+    /// while a handler runs.
+    pub(super) fn deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+        if self.handlers.load(Ordering::Relaxed) > 0 {
             return None;
         }
         let limit = if self.requested.load(Ordering::Relaxed) {
             idle
         } else {
-            first_byte
+            // Nothing notes progress before the first request: this is a fixed time
+            // from connecting.
+            first_request
         };
-        let last = Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed));
-        Some(self.started + last + limit)
+        Some(self.progress.at() + limit)
     }
 }
 
-/// A request in flight on a watched connection.
-pub(super) struct InFlight(Arc<Activity>);
+/// A request whose handler is running.
+pub(super) struct HandlerRunning(Arc<Activity>);
 
-impl Drop for InFlight {
+impl Drop for HandlerRunning {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.progress.note();
+        self.0.handlers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// A connection's byte stream, noting every byte that moves.
-pub(super) struct Watched<I> {
-    inner: I,
+/// A response body still being sent.
+struct BodySending(Arc<Activity>);
+
+impl Drop for BodySending {
+    fn drop(&mut self) {
+        self.0.progress.note();
+        self.0.bodies_sending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that notes each frame it gives the connection.
+struct ResponseBody {
+    inner: Body,
+    /// Dropped at the end of the body (or with it, if the connection drops it first).
+    sending: Option<BodySending>,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(sending) = &self.sending {
+                    sending.0.progress.note();
+                }
+            }
+            Poll::Ready(_) => self.sending = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that fails if no frame arrives for `silence`, so a client that
+/// announces a body and then sends nothing cannot keep a handler (and its
+/// connection) waiting forever.
+pub(super) struct RequestBody<B> {
+    inner: B,
+    silence: Duration,
+    timer: Pin<Box<Sleep>>,
     activity: Arc<Activity>,
 }
 
-impl<I> Watched<I> {
-    pub(super) fn new(inner: I, activity: Arc<Activity>) -> Watched<I> {
-        Watched { inner, activity }
-    }
-
-    fn note(&self, moved: usize) {
-        if moved > 0 {
-            self.activity.touch();
+impl<B> RequestBody<B> {
+    pub(super) fn new(inner: B, silence: Duration, activity: Arc<Activity>) -> RequestBody<B> {
+        RequestBody {
+            inner,
+            silence,
+            timer: Box::pin(tokio::time::sleep(silence)),
+            activity,
         }
     }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.note(buf.filled().len() - before);
-        polled
-    }
-}
+impl<B> http_body::Body for RequestBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
-    fn poll_write(
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(written)) = polled {
-            self.note(written);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if frame.is_some() {
+                    this.activity.progress.note();
+                    this.timer.as_mut().reset(Instant::now() + this.silence);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "no request body received for {:?}",
+                    this.silence
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
         }
-        polled
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(written)) = polled {
-            self.note(written);
-        }
-        polled
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -154,23 +205,54 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_first_byte_limit_applies_until_a_request_arrives() {
+    async fn the_first_request_gets_a_fixed_time_and_idleness_counts_from_the_last() {
         let activity = Activity::new();
         let start = Instant::now();
         let (first, idle) = (Duration::from_secs(10), Duration::from_secs(60));
-        assert_eq!(activity.idle_deadline(first, idle), Some(start + first));
-        let request = activity.request_started();
+        assert_eq!(activity.deadline(first, idle), Some(start + first));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let handler = activity.handler_started();
         assert_eq!(
-            activity.idle_deadline(first, idle),
+            activity.deadline(first, idle),
             None,
-            "never idle while a request is in flight"
+            "no limit while a handler runs"
         );
-        tokio::time::advance(Duration::from_secs(5)).await;
-        drop(request);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let body = activity.track_response(Body::from("hello"));
+        drop(handler);
         assert_eq!(
-            activity.idle_deadline(first, idle),
+            activity.deadline(first, idle),
             Some(start + Duration::from_secs(5) + idle),
-            "the idle limit counts from the end of the last request"
+            "a response body being sent must keep moving"
         );
+        tokio::time::advance(Duration::from_secs(4)).await;
+        drop(body);
+        assert_eq!(
+            activity.deadline(first, idle),
+            Some(start + Duration::from_secs(9) + idle),
+            "idleness counts from the end of the last response"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_stops_arriving_fails() {
+        use futures::StreamExt;
+        // One chunk, then a client that says nothing more.
+        let chunks = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("part")) })
+            .chain(futures::stream::pending());
+        let activity = Activity::new();
+        let mut limited =
+            RequestBody::new(Body::from_stream(chunks), Duration::from_secs(5), activity);
+        let first =
+            std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut limited), cx))
+                .await;
+        assert!(first.is_some_and(|f| f.is_ok()));
+        let second =
+            std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut limited), cx))
+                .await;
+        let error = second
+            .expect("a frame")
+            .expect_err("silence fails the body");
+        assert!(error.to_string().contains("no request body"), "{error}");
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <root>/<bucket>/.lock                       serialises commits (an OS file lock)
-//! <root>/<bucket>/tmp/<uuid>.part              uploads in progress, never visible
+//! <root>/<bucket>/tmp/<uuid>.part              uploads in progress (locked), never visible
 //! <root>/<bucket>/objects/<h2>/<h>/meta.json   the live generation and its metadata
 //! <root>/<bucket>/objects/<h2>/<h>/<gen>.data  that generation's bytes
 //! ```
@@ -15,9 +15,9 @@
 //! replace `meta.json`. `meta.json` is the commit point: until it names a generation,
 //! that generation's data is invisible, and a crash leaves at worst an orphan file.
 //!
-//! Each staging file is locked (an OS file lock) by the upload writing it, so an
-//! unlocked one was left by an upload that died with its process; opening a bucket
-//! removes those. Reads check the data against `meta.json` (size before the first
+//! Each staging file is locked (an OS file lock) by the upload writing it until its
+//! data is committed, so an unlocked one was left by an upload that died with its
+//! process; opening a bucket removes those. Reads check the data against `meta.json` (size before the first
 //! byte, MD5 by the last), so a file damaged on disk is never served whole.
 
 use std::io::{ErrorKind, Write};
@@ -77,15 +77,11 @@ impl LocalBucket {
         self.dir.join("objects").join(&hash[..2]).join(hash)
     }
 
-    /// Streams `body` into a private temporary file, returning its path, size and
-    /// checksums.
-    async fn stage(&self, mut body: ByteStream) -> Result<(PathBuf, u64, Checksums)> {
-        let path = self
-            .dir
-            .join("tmp")
-            .join(format!("{}.part", uuid::Uuid::new_v4()));
-        let staged = async {
-            let mut file = create_locked(path.clone()).await?;
+    /// Streams `body` into a private, locked temporary file.
+    async fn stage(&self, mut body: ByteStream) -> Result<Staged> {
+        let (path, file) = create_locked(&self.dir.join("tmp")).await?;
+        let mut file = tokio::fs::File::from_std(file);
+        let written = async {
             let (mut size, mut hasher) = (0u64, ContentHasher::default());
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
@@ -97,8 +93,13 @@ impl LocalBucket {
             Ok::<_, std::io::Error>((size, hasher.finish()))
         }
         .await;
-        match staged {
-            Ok((size, checksums)) => Ok((path, size, checksums)),
+        match written {
+            Ok((size, checksums)) => Ok(Staged {
+                path,
+                size,
+                checksums,
+                lock: file.into_std().await,
+            }),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
                 Err(e.into())
@@ -107,20 +108,41 @@ impl LocalBucket {
     }
 }
 
-/// Creates a staging file and takes its lock, which this upload holds until the file
-/// is closed (committed or discarded), so a cleanup can tell it from an abandoned one.
-async fn create_locked(path: PathBuf) -> std::io::Result<tokio::fs::File> {
-    let file = tokio::task::spawn_blocking(move || {
+/// An upload written to its staging file, not yet committed.
+struct Staged {
+    path: PathBuf,
+    size: u64,
+    checksums: Checksums,
+    /// The staging file, open and locked: keep it until the data is renamed into
+    /// place, or a cleanup in another process could take it for abandoned.
+    lock: std::fs::File,
+}
+
+/// Staging files of uploads in progress: each is locked by its upload.
+const STAGING_EXTENSION: &str = "part";
+/// A staging file between its creation and its lock; renamed to `.part` once locked,
+/// so a `.part` file is never unlocked while its upload lives.
+const CREATING_EXTENSION: &str = "new";
+/// A `.new` file older than this was left by a process that died in that instant.
+const CREATING_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Creates a staging file in `staging` and locks it; returns its path and the open
+/// file, whose lock the upload holds until it drops the file.
+async fn create_locked(staging: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let id = uuid::Uuid::new_v4();
+    let creating = staging.join(format!("{id}.{CREATING_EXTENSION}"));
+    let path = staging.join(format!("{id}.{STAGING_EXTENSION}"));
+    tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(path)?;
+            .open(&creating)?;
         file.lock()?;
-        Ok::<_, std::io::Error>(file)
+        std::fs::rename(&creating, &path)?;
+        Ok((path, file))
     })
     .await
-    .map_err(std::io::Error::other)??;
-    Ok(tokio::fs::File::from_std(file))
+    .map_err(std::io::Error::other)?
 }
 
 /// Removes staging files that no upload holds (their writer died: a crash, a kill, a
@@ -129,7 +151,14 @@ fn remove_abandoned_uploads(staging: &Path) -> Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
     for entry in std::fs::read_dir(staging)? {
         let path = entry?.path();
-        if path.extension().is_none_or(|ext| ext != "part") {
+        let Some(extension) = path.extension() else {
+            continue;
+        };
+        let abandoned_while_creating = extension == CREATING_EXTENSION
+            && std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > CREATING_GRACE));
+        if extension != STAGING_EXTENSION && !abandoned_while_creating {
             continue;
         }
         let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
@@ -235,10 +264,10 @@ impl super::Bucket for LocalBucket {
         body: ByteStream,
         options: PutOptions,
     ) -> Result<ObjectMeta> {
-        let (staged, size, checksums) = self.stage(body).await?;
+        let staged = self.stage(body).await?;
+        let staged_path = staged.path.clone();
         let object_dir = self.object_dir(name);
         let name = name.clone();
-        let staged_for_commit = staged.clone();
         let bucket_dir = self.dir.clone();
         let committed = locked(&self.dir, move || {
             let live = read_meta(&object_dir)?;
@@ -249,17 +278,18 @@ impl super::Bucket for LocalBucket {
             )?;
             let meta = ObjectMeta {
                 name: name.to_string(),
-                size,
+                size: staged.size,
                 content_type: content_type_or_default(options.content_type),
                 cache_control: options.cache_control,
-                md5_hash: checksums.md5_hash,
-                crc32c: checksums.crc32c,
+                md5_hash: staged.checksums.md5_hash,
+                crc32c: staged.checksums.crc32c,
                 generation: take_generation(&bucket_dir, live.as_ref().map(|m| m.generation))?,
                 updated: chrono::Utc::now(),
                 metadata: options.metadata,
             };
             std::fs::create_dir_all(&object_dir)?;
-            std::fs::rename(&staged_for_commit, data_path(&object_dir, meta.generation))?;
+            std::fs::rename(&staged.path, data_path(&object_dir, meta.generation))?;
+            drop(staged.lock); // no longer a staging file: nothing to protect
             write_meta(&object_dir, &meta)?;
             // Make the renames (and a new folder) durable before anyone is told.
             sync_dir(&object_dir)?;
@@ -275,7 +305,7 @@ impl super::Bucket for LocalBucket {
         })
         .await;
         if committed.is_err() {
-            let _ = tokio::fs::remove_file(&staged).await;
+            let _ = tokio::fs::remove_file(&staged_path).await;
         }
         committed
     }

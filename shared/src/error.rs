@@ -51,9 +51,12 @@ pub enum Error {
     MethodNotAllowed(String),
 
     // --- The state of storage does not allow it. ---
-    /// The object (or bucket) does not exist.
+    /// The object does not exist.
     #[error("object not found: {0}")]
     NotFound(String),
+    /// The bucket does not exist (or is not one this service writes to).
+    #[error("bucket not found: {0}")]
+    BucketNotFound(String),
     /// A generation precondition did not hold.
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
@@ -141,8 +144,13 @@ impl Error {
     }
 
     /// A failed HTTP call to another service: a timeout when the client's connect or
-    /// read timeout fired, else an upstream failure.
+    /// read timeout fired, else an upstream failure; but a failure of the request
+    /// body we were sending (the client feeding it stopped, stored data was damaged)
+    /// stays what it is.
     pub fn from_http(what: impl Into<String>, e: reqwest::Error) -> Error {
+        if let Some(ours) = our_failure_inside(&e) {
+            return ours;
+        }
         if e.is_timeout() {
             Error::timeout(what, e)
         } else {
@@ -162,7 +170,7 @@ impl Error {
             Error::SignedUrl { refusal, .. } => refusal.http_status(),
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::NotFound(_) | Error::BucketNotFound(_) => StatusCode::NOT_FOUND,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -196,34 +204,79 @@ impl Error {
     }
 }
 
-/// Displays an error followed by each of its causes: `a: b: c`.
+/// Looks through `e`'s causes for one of our own failures carried inside an I/O error
+/// of a body stream, and rebuilds it.
+fn our_failure_inside(e: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    let mut cause = e.source();
+    while let Some(current) = cause {
+        // An I/O error's `source()` skips its own payload, so look at the payload.
+        let payload: Option<&(dyn std::error::Error + 'static)> = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in payload.into_iter().chain([current]) {
+            if let Some(failure) = candidate.downcast_ref::<BodyFailure>() {
+                return Some(Error::Body(match failure {
+                    BodyFailure::Incomplete(inner) => {
+                        BodyFailure::Incomplete(inner.to_string().into())
+                    }
+                    BodyFailure::DigestMismatch { header } => {
+                        BodyFailure::DigestMismatch { header }
+                    }
+                }));
+            }
+            if let Some(Error::Corrupt(why)) = candidate.downcast_ref::<Error>() {
+                return Some(Error::Corrupt(why.clone()));
+            }
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// Displays an error followed by each of its causes: `a: b: c`. A cause whose text
+/// the line already ends with (errors that print their cause and also return it as
+/// their source) is not repeated.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut line = self.0.to_string();
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            let text = cause.to_string();
+            if !line.ends_with(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
             source = cause.source();
         }
-        Ok(())
+        f.write_str(&line)
     }
 }
 
 /// I/O errors that carry a [`BodyFailure`] (a request body stream failed because of
-/// the client) become [`Error::Body`]; all others stay I/O errors. This is how a
+/// the client) become [`Error::Body`], and those that carry one of our errors (damaged
+/// stored data found mid-stream) become that error; all others stay I/O errors. This is how a
 /// failure that surfaces deep in a storage write is still reported as the client's.
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
-        if !e.get_ref().is_some_and(|inner| inner.is::<BodyFailure>()) {
+        let ours = e
+            .get_ref()
+            .is_some_and(|inner| inner.is::<BodyFailure>() || inner.is::<Error>());
+        if !ours {
             return Error::Io(e);
         }
         let kind = e.kind();
-        match e.into_inner().map(|inner| inner.downcast::<BodyFailure>()) {
-            Some(Ok(failure)) => Error::Body(*failure),
-            Some(Err(inner)) => Error::Io(std::io::Error::new(kind, inner)),
-            None => Error::Io(kind.into()),
+        let Some(inner) = e.into_inner() else {
+            return Error::Io(kind.into());
+        };
+        match inner.downcast::<BodyFailure>() {
+            Ok(failure) => Error::Body(*failure),
+            Err(inner) => match inner.downcast::<Error>() {
+                Ok(error) => *error,
+                Err(other) => Error::Io(std::io::Error::new(kind, other)),
+            },
         }
     }
 }
@@ -346,6 +399,17 @@ mod tests {
         assert_eq!(error.http_status(), StatusCode::BAD_REQUEST);
         let disk = Error::from(std::io::Error::other("disk full"));
         assert_eq!(disk.http_status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let damaged = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Error::Corrupt("a.data: 3 bytes, 5 recorded".into()),
+        );
+        assert!(matches!(Error::from(damaged), Error::Corrupt(_)));
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = Error::Io(std::io::Error::other("disk full"));
+        assert_eq!(Chain(&io).to_string(), "i/o error: disk full");
     }
 
     #[test]

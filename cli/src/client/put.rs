@@ -60,6 +60,7 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
 
     let bar = progress_bar(size, format!("put {name}"));
     let counter = bar.clone();
+    // The stream is moved into the request, so the digest it feeds is shared with it.
     let md5 = std::sync::Arc::new(std::sync::Mutex::new(<md5::Md5 as md5::Digest>::new()));
     let running_md5 = md5.clone();
     let stream = tokio_util::io::ReaderStream::with_capacity(
@@ -68,7 +69,7 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
     )
     .inspect_ok(move |chunk| {
         counter.inc(chunk.len() as u64);
-        // Held for one update; the body is read by one task.
+        // Never contended: only this stream's task and, after it, `put` take it.
         let mut md5 = running_md5.lock().unwrap_or_else(|p| p.into_inner());
         md5::Digest::update(&mut *md5, chunk);
     });
@@ -88,7 +89,11 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
         "upload",
     )
     .await?;
-    let response = check("upload", response).await?;
+    // The upload client has no read timeout (the upload watched its own silence), so
+    // bound reading an error answer here.
+    let response = tokio::time::timeout(client.limits.request_timeout(), check("upload", response))
+        .await
+        .map_err(|_| CliError::Internal("upload: the error answer stalled".into()))??;
     bar.finish_and_clear();
     let report = read_report(response.headers(), name, content_type)?;
     let sent = std::mem::take(&mut *md5.lock().unwrap_or_else(|p| p.into_inner()));

@@ -198,7 +198,16 @@ impl super::Bucket for GcsBucket {
         let response =
             outbound::send_streaming_upload(request, Box::pin(stream), self.client.silence, &what)
                 .await?;
-        match response.status().as_u16() {
+        // The upload client has no read timeout (see `outbound`): bound the answer here.
+        let status = response.status().as_u16();
+        let answer = tokio::time::timeout(self.client.silence, response.bytes())
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("{what}: reading the answer"),
+                source: None,
+            })?
+            .map_err(|e| Error::from_http(format!("{what}: reading the answer"), e))?;
+        match status {
             200..=299 => {}
             412 => {
                 return Err(Error::PreconditionFailed(format!(
@@ -206,16 +215,12 @@ impl super::Bucket for GcsBucket {
                 )));
             }
             code => {
-                let text = response.text().await.unwrap_or_default();
-                return Err(Error::upstream_msg(format!(
-                    "cloud storage upload of {name}: {code}: {text}"
-                )));
+                let text = String::from_utf8_lossy(&answer[..answer.len().min(1024)]);
+                return Err(Error::upstream_msg(format!("{what}: {code}: {text}")));
             }
         }
-        let object: Object = response
-            .json()
-            .await
-            .map_err(|e| Error::from_http(format!("{what}: reading the answer"), e))?;
+        let object: Object = serde_json::from_slice(&answer)
+            .map_err(|e| Error::upstream(format!("{what}: reading the answer"), e))?;
         Ok(to_meta(object))
     }
 

@@ -64,7 +64,7 @@ async fn upload(
     body: Body,
 ) -> Result<Response, Error> {
     let now = (state.clock)();
-    check_host(&headers)?;
+    check_host(&headers, uri)?;
     // HTTP/2 carries the host in the URI (:authority), not in a Host header.
     if !headers.contains_key(header::HOST)
         && let Some(authority) = uri.authority().and_then(|a| a.as_str().parse().ok())
@@ -80,7 +80,7 @@ async fn upload(
         now,
     )?;
     if verified.bucket != state.bucket.name() {
-        return Err(Error::NotFound(format!("bucket {}", verified.bucket)));
+        return Err(Error::BucketNotFound(verified.bucket));
     }
     if method != Method::PUT {
         return Err(Error::MethodNotAllowed(
@@ -125,17 +125,32 @@ async fn upload(
     Ok(response)
 }
 
-/// Exactly one Host header with one value: a request naming two hosts is ambiguous
-/// about what was signed.
-fn check_host(headers: &HeaderMap) -> Result<(), Error> {
+/// One host, named once: a request naming two (two Host headers, one listing two,
+/// or a Host that differs from the authority in the request line or HTTP/2's
+/// `:authority`) is ambiguous about what was signed.
+fn check_host(headers: &HeaderMap, uri: &Uri) -> Result<(), Error> {
     let mut hosts = headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Err(Error::BadRequest("more than one Host header".into())),
-        (Some(host), None) if host.as_bytes().contains(&b',') => Err(Error::BadRequest(
-            "the Host header must name one host".into(),
-        )),
-        _ => Ok(()),
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => {
+            return Err(Error::BadRequest("more than one Host header".into()));
+        }
+        (Some(host), None) if host.as_bytes().contains(&b',') => {
+            return Err(Error::BadRequest(
+                "the Host header must name one host".into(),
+            ));
+        }
+        (host, _) => host,
+    };
+    if let (Some(host), Some(authority)) = (host, uri.authority())
+        && !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
+        return Err(Error::BadRequest(
+            "the Host header differs from the request's authority".into(),
+        ));
     }
+    Ok(())
 }
 
 /// Cloud Storage's XML error code for an error.
@@ -148,14 +163,17 @@ fn error_code(error: &Error) -> &'static str {
         Error::Body(BodyFailure::DigestMismatch { .. }) => "BadDigest",
         Error::BodyTooLarge { .. } => "EntityTooLarge",
         Error::MethodNotAllowed(_) => "MethodNotAllowed",
-        Error::NotFound(what) if what.starts_with("bucket ") => "NoSuchBucket",
+        Error::BucketNotFound(_) => "NoSuchBucket",
         Error::NotFound(_) => "NoSuchKey",
         Error::PreconditionFailed(_) => "PreconditionFailed",
-        Error::Timeout { .. } => "RequestTimeout",
-        Error::Upstream { .. } => "ServiceUnavailable",
-        Error::Config(_) | Error::Corrupt(_) | Error::Io(_) | Error::Internal { .. } => {
-            "InternalError"
-        }
+        // Cloud Storage's RequestTimeout (400) and ServiceUnavailable (503) mean other
+        // things to its clients' retry logic: ours are failures beneath us (502, 504).
+        Error::Timeout { .. }
+        | Error::Upstream { .. }
+        | Error::Config(_)
+        | Error::Corrupt(_)
+        | Error::Io(_)
+        | Error::Internal { .. } => "InternalError",
     }
 }
 
@@ -173,6 +191,8 @@ fn error_message(code: &str) -> &'static str {
         "BadDigest" => "The digest you specified did not match what we received.",
         "MethodNotAllowed" => "The specified method is not allowed against this resource.",
         "InvalidArgument" => "Invalid argument.",
+        "PreconditionFailed" => "At least one of the pre-conditions you specified did not hold.",
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
         _ => "We encountered an internal error. Please try again.",
     }
 }
@@ -231,13 +251,24 @@ mod tests {
 
     #[test]
     fn two_hosts_are_refused() {
+        let path: Uri = "/b/o".parse().expect("uri");
         let mut headers = HeaderMap::new();
         headers.append(header::HOST, HeaderValue::from_static("a"));
-        assert!(check_host(&headers).is_ok());
+        assert!(check_host(&headers, &path).is_ok());
         headers.append(header::HOST, HeaderValue::from_static("b"));
-        assert!(check_host(&headers).is_err());
+        assert!(check_host(&headers, &path).is_err());
         let mut joined = HeaderMap::new();
         joined.insert(header::HOST, HeaderValue::from_static("a, b"));
-        assert!(check_host(&joined).is_err());
+        assert!(check_host(&joined, &path).is_err());
+        let mut one = HeaderMap::new();
+        one.insert(header::HOST, HeaderValue::from_static("a:80"));
+        let same: Uri = "http://A:80/b/o".parse().expect("uri");
+        assert!(check_host(&one, &same).is_ok());
+        let other: Uri = "http://c/b/o".parse().expect("uri");
+        assert!(check_host(&one, &other).is_err());
+        assert!(
+            check_host(&HeaderMap::new(), &other).is_ok(),
+            "HTTP/2 without Host"
+        );
     }
 }

@@ -20,37 +20,25 @@ struct Cli {
     )]
     data_dir: PathBuf,
     /// Seconds a client command waits for a connection to open.
-    #[arg(
-        long,
-        global = true,
-        env = "MERIDIAN_CONNECT_TIMEOUT",
-        default_value_t = 5.0
-    )]
-    connect_timeout: f64,
+    #[arg(long, global = true, env = "MERIDIAN_CONNECT_TIMEOUT", default_value = "5", value_name = "SECONDS", value_parser = milliseconds)]
+    connect_timeout: u64,
     /// Seconds a client command waits for an answer to start, or for a transfer to
     /// move again; a transfer that keeps moving is never cut, however long it takes.
-    #[arg(long, global = true, env = "MERIDIAN_TIMEOUT", default_value_t = 30.0)]
-    timeout: f64,
+    #[arg(long, global = true, env = "MERIDIAN_TIMEOUT", default_value = "30", value_name = "SECONDS", value_parser = milliseconds)]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
 
-impl Cli {
-    /// The client commands' time limits.
-    fn limits(&self) -> meridian_cli::Result<meridian_shared::config::OutboundSettings> {
-        let millis = |flag: &str, seconds: f64| {
-            if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
-                Ok((seconds * 1000.0).ceil() as u64)
-            } else {
-                Err(meridian_cli::CliError::Internal(format!(
-                    "{flag}: {seconds} is not a number of seconds between 0 and 86400"
-                )))
-            }
-        };
-        Ok(meridian_shared::config::OutboundSettings {
-            connect_timeout_ms: millis("--connect-timeout", self.connect_timeout)?,
-            request_timeout_ms: millis("--timeout", self.timeout)?,
-        })
+/// A number of seconds (fractions allowed, up to a day), as milliseconds.
+fn milliseconds(text: &str) -> Result<u64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 => {
+            Ok((seconds * 1000.0).ceil() as u64)
+        }
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 86400"
+        )),
     }
 }
 
@@ -120,7 +108,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> meridian_cli::Result<()> {
-    let limits = cli.limits()?;
+    let limits = meridian_shared::config::OutboundSettings {
+        connect_timeout_ms: cli.connect_timeout,
+        request_timeout_ms: cli.timeout,
+    };
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Up { config, port_base } => up(data_dir, config, port_base).await,

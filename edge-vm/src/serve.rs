@@ -32,7 +32,8 @@ pub async fn serve_object(
         // Says what a GET would do now: MISS for an object a GET would store, BYPASS
         // for one it would stream through.
         let meta = forget_if_missing(&state, &name, state.bucket.head(&name).await).await?;
-        let status = if storable(&state, &meta) {
+        let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
+        let status = if storable(&state, &meta, lifetime) {
             CacheStatus::Miss
         } else {
             CacheStatus::Bypass
@@ -45,7 +46,7 @@ pub async fn serve_object(
     }
     let (meta, stream) = forget_if_missing(&state, &name, state.bucket.get(&name).await).await?;
     let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
-    let fill_permit = if storable(&state, &meta) {
+    let fill_permit = if storable(&state, &meta, lifetime) {
         let kib = u32::try_from(meta.size.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .max(1);
@@ -74,10 +75,9 @@ pub async fn serve_object(
     Ok(respond(&method, headers, Body::from(entry.body.clone())))
 }
 
-/// Whether a GET of this object would store it: cacheable by its Cache-Control, small
-/// enough to buffer, and within the cache's budget.
-fn storable(state: &EdgeState, meta: &ObjectMeta) -> bool {
-    let lifetime = freshness::lifetime(meta.cache_control.as_deref(), state.default_lifetime);
+/// Whether a GET of this object would store it, given its freshness `lifetime`:
+/// cacheable, small enough to buffer, and within the cache's budget.
+fn storable(state: &EdgeState, meta: &ObjectMeta, lifetime: std::time::Duration) -> bool {
     !lifetime.is_zero() && meta.size <= state.stream_threshold && state.cache.fits(meta.size)
 }
 

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 /// The edge path that takes purges.
 pub const PURGE_PATH: &str = "/_meridian/purge";
 
-/// `POST /_meridian/purge`: drop an edge's cached copy of `name`.
+/// `POST /_meridian/purge`: drop an edge's cached copy of `name`. Unknown fields are
+/// ignored, so a newer replicator can add some while older edges still run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
     /// The object.
     pub name: String,
@@ -105,7 +105,14 @@ mod tests {
         );
         let any: PurgeRequest = serde_json::from_str(r#"{"name":"x"}"#).expect("parse");
         assert_eq!(any.older_than, None);
-        assert!(serde_json::from_str::<PurgeRequest>(r#"{"name":"x","olderThan":1}"#).is_err());
+        let newer: PurgeRequest =
+            serde_json::from_str(r#"{"name":"x","older_than":3,"prefix":true}"#).expect("parse");
+        assert_eq!(
+            newer.older_than,
+            Some(3),
+            "a field from a newer sender is ignored"
+        );
+        assert!(serde_json::from_str::<PurgeRequest>(r#"{"older_than":1}"#).is_err());
     }
 
     #[test]

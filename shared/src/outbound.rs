@@ -9,7 +9,7 @@
 //! [`send_streaming_upload`], which watches the body itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::OutboundSettings;
 use crate::error::{Error, Result};
+use crate::progress::LastProgress;
 use crate::storage::ByteStream;
 
 /// A client builder with these settings' connect and read timeouts, for requests whose
@@ -41,30 +42,28 @@ pub async fn send_streaming_upload(
     silence: Duration,
     what: &str,
 ) -> Result<reqwest::Response> {
-    let started = Instant::now();
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(LastProgress::new());
+    let finished = Arc::new(AtomicBool::new(false));
     let noted = progress.clone();
     let body = body.map(move |chunk| {
-        noted.at(started);
+        noted.note();
         chunk
     });
-    // Yields nothing: only notes that the body has ended.
-    let done = progress.clone();
+    // Yields nothing: only notes that the body has ended, and when.
+    let (done, ended) = (progress.clone(), finished.clone());
     let body = body.chain(futures::stream::poll_fn(move |_| {
-        done.finished.store(true, Ordering::Relaxed);
-        done.at(started);
+        ended.store(true, Ordering::Relaxed);
+        done.note();
         std::task::Poll::<Option<std::io::Result<bytes::Bytes>>>::Ready(None)
     }));
     let send = request.body(reqwest::Body::wrap_stream(body)).send();
     tokio::pin!(send);
     loop {
-        let last = started + Duration::from_millis(progress.last_ms.load(Ordering::Relaxed));
         tokio::select! {
             sent = &mut send => return sent.map_err(|e| Error::from_http(what.to_string(), e)),
-            () = tokio::time::sleep_until(last + silence) => {
-                let last = started + Duration::from_millis(progress.last_ms.load(Ordering::Relaxed));
-                if Instant::now() >= last + silence {
-                    let stage = if progress.finished.load(Ordering::Relaxed) {
+            () = tokio::time::sleep_until(progress.at() + silence) => {
+                if Instant::now() >= progress.at() + silence {
+                    let stage = if finished.load(Ordering::Relaxed) {
                         "no answer"
                     } else {
                         "the upload stalled"
@@ -76,20 +75,6 @@ pub async fn send_streaming_upload(
                 }
             }
         }
-    }
-}
-
-/// When an upload's body last moved, in milliseconds from its start.
-#[derive(Default)]
-struct Progress {
-    last_ms: AtomicU64,
-    finished: AtomicBool,
-}
-
-impl Progress {
-    fn at(&self, started: Instant) {
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `meridian` command: the local stack (`meridian up`) and the client commands
-//! (`put`, `get`, `rm`, `edges`).
+//! The `meridian` command: the local stack (`meridian up`), the client commands
+//! (`put`, `get`, `rm`, `edges`) and the cost model (`cost`).
 //!
 //! # Layout
 //! - [`stack`]: starting and stopping the whole CDN in one process.
@@ -7,10 +7,12 @@
 //! - [`local`]: the data folder's secrets and CA trust, shared by stack and clients.
 //! - [`notify`]: storage events from the local main bucket to the replicator.
 //! - [`stackfile`]: `stack.json`, how client commands find a running stack.
+//! - [`cost`]: what a deployment costs on Google Cloud, from a usage model.
 //! - [`client`]: the client commands.
 //! - [`error`]: one-line errors.
 
 pub mod client;
+pub mod cost;
 pub mod error;
 pub mod gateway;
 pub mod local;

@@ -80,6 +80,18 @@ enum Command {
         #[command(flatten)]
         location: LocationArgs,
     },
+    /// Estimate a month of a deployment on Google Cloud, line by line.
+    Cost {
+        /// Price the original design's estimate exactly as it was made.
+        #[arg(long, conflicts_with = "model")]
+        seed: bool,
+        /// A usage model (TOML); the built-in default model when absent.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// A price table (TOML) instead of the built-in one.
+        #[arg(long)]
+        prices: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -143,6 +155,11 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
             println!("deleted {name}");
             Ok(())
         }
+        Command::Cost {
+            seed,
+            model,
+            prices,
+        } => cost(seed, model.as_deref(), prices.as_deref()),
         Command::Edges { location } => {
             let client = Client::connect(&data_dir, limits).await?;
             let list = client::edges(&client, location.pair()).await?;
@@ -158,6 +175,39 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
             Ok(())
         }
     }
+}
+
+fn cost(
+    seed: bool,
+    model: Option<&std::path::Path>,
+    prices: Option<&std::path::Path>,
+) -> meridian_cli::Result<()> {
+    use meridian_cli::cost;
+    let (model_text, model_name) = match (seed, model) {
+        (true, _) => (
+            cost::SEED_MODEL.to_string(),
+            "the seed estimate".to_string(),
+        ),
+        (false, Some(path)) => (cost::read(path)?, path.display().to_string()),
+        (false, None) => (
+            cost::DEFAULT_MODEL.to_string(),
+            "the default model".to_string(),
+        ),
+    };
+    let (prices_text, prices_name) = match prices {
+        Some(path) => (cost::read(path)?, path.display().to_string()),
+        None => (
+            cost::BUILTIN_PRICES.to_string(),
+            "built-in list prices".to_string(),
+        ),
+    };
+    let estimate = cost::estimate(
+        &cost::parse_model(&model_text, &model_name)?,
+        &cost::parse_prices(&prices_text, &prices_name)?,
+    )?;
+    println!("{model_name}, {prices_name} (US dollars, per month)\n");
+    print!("{}", estimate.render());
+    Ok(())
 }
 
 async fn up(

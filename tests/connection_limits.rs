@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_edge::EdgeState;
+use meridian_shared::auth::PurgeSigningKey;
 use meridian_shared::config::EdgeSettings;
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::storage::{MemoryBucket, PutOptions, stream_from_bytes};
@@ -47,7 +48,7 @@ impl TlsEdge {
             "test-region",
             Arc::new(bucket),
             &EdgeSettings::default(),
-            b"0123456789abcdef0123456789abcdef",
+            PurgeSigningKey::generate().expect("key").public_key(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use meridian_edge::EdgeState;
 use meridian_replicate::{EdgePurger, Replica, ReplicateState};
+use meridian_shared::auth::PurgeSigningKey;
 use meridian_shared::config::EdgeSettings;
 use meridian_shared::storage::{LocalBucket, PutOptions, stream_from_bytes};
 use meridian_shared::{Bucket, ObjectName};
@@ -21,7 +22,13 @@ async fn edge_over(
     settings: EdgeSettings,
     stop: &CancellationToken,
 ) -> String {
-    let state = EdgeState::new("test-region", Arc::new(bucket), &settings, &[7; 32]);
+    let purge_key = PurgeSigningKey::generate().expect("key");
+    let state = EdgeState::new(
+        "test-region",
+        Arc::new(bucket),
+        &settings,
+        purge_key.public_key(),
+    );
     serve_plain(meridian_edge::router(state), stop).await
 }
 
@@ -202,7 +209,11 @@ async fn damaged_metadata_is_skipped_and_reported_while_everything_else_is_repai
             bucket: Arc::new(east.clone()),
         },
     ];
-    let purger = EdgePurger::new(reqwest::Client::new(), Vec::new(), vec![7; 32]);
+    let purger = EdgePurger::new(
+        reqwest::Client::new(),
+        Vec::new(),
+        Arc::new(PurgeSigningKey::generate().expect("key")),
+    );
     let state = ReplicateState::new(Arc::new(main), replicas, purger);
     let report = state.reconcile().await.expect("reconcile runs to the end");
 

@@ -8,6 +8,7 @@
 //! - `signing_conformance`: Google's V4 signed-URL conformance cases.
 //! - `connection_limits`: silent and idle connections, over TLS, HTTP/1.1 and HTTP/2.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
+//! - `purge_auth`: edges take purges only with the replicator's own credential.
 //! - `replication`: event delivery semantics of the replicate function.
 //! - `timeouts`: silent upstreams answer 504 within the configured time.
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
@@ -16,6 +17,7 @@ mod connection_limits;
 mod end_to_end;
 mod harness;
 mod integrity;
+mod purge_auth;
 mod replication;
 mod signing_conformance;
 mod storage_suite;

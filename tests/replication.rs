@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use meridian_replicate::{EdgePurger, Replica, ReplicateState, SOURCE_GENERATION_KEY};
+use meridian_shared::auth::PurgeSigningKey;
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::storage::{self, MemoryBucket, PutOptions};
 use meridian_shared::{Bucket, ObjectMeta, ObjectName};
@@ -56,7 +57,7 @@ impl Replicator {
             EdgePurger::new(
                 reqwest::Client::new(),
                 Vec::new(),
-                b"0123456789abcdef0123456789abcdef".to_vec(),
+                Arc::new(PurgeSigningKey::generate().expect("key")),
             ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_edge::EdgeState;
+use meridian_shared::auth::PurgeSigningKey;
 use meridian_shared::config::{EdgeSettings, OutboundSettings};
 use meridian_shared::storage::GcsClient;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +44,7 @@ async fn a_silent_storage_backend_gives_504_within_the_configured_timeout() {
         "test-region",
         Arc::new(bucket),
         &EdgeSettings::default(),
-        &[7; 32],
+        PurgeSigningKey::generate().expect("key").public_key(),
     );
     let stop = CancellationToken::new();
     let edge = serve_plain(meridian_edge::router(state), &stop).await;

@@ -17,6 +17,9 @@ pub struct LocalSecrets {
     pub jwt: String,
     /// HMAC secret for signed URLs.
     pub hmac: String,
+    /// The replicator's purge-signing key (Ed25519 PKCS#8, base64); edges get its
+    /// public half.
+    pub purge_key: String,
 }
 
 impl LocalSecrets {
@@ -30,17 +33,25 @@ impl LocalSecrets {
         let dir = LocalSecrets::dir(data_dir);
         std::fs::create_dir_all(&dir)?;
         Ok(LocalSecrets {
-            jwt: secret_file(&dir.join("jwt-secret"))?,
-            hmac: secret_file(&dir.join("hmac-secret"))?,
+            jwt: secret_file(&dir.join("jwt-secret"), auth::generate_secret)?,
+            hmac: secret_file(&dir.join("hmac-secret"), auth::generate_secret)?,
+            purge_key: secret_file(&dir.join("purge-key"), || {
+                Ok(auth::PurgeSigningKey::generate()?.to_base64())
+            })?,
         })
     }
 }
 
-fn secret_file(path: &Path) -> Result<String> {
+/// The secret in `path`, made by `generate` (and written owner-only) if it is not
+/// there yet.
+fn secret_file(
+    path: &Path,
+    generate: impl FnOnce() -> meridian_shared::Result<String>,
+) -> Result<String> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         return Ok(existing.trim().to_string());
     }
-    let secret = auth::generate_secret()?;
+    let secret = generate()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

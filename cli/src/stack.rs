@@ -120,6 +120,10 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     }
     config.auth.jwt_secret = Some(secrets.jwt.clone());
     config.auth.jwt_secret_file = None;
+    config.auth.purge_private_key = Some(secrets.purge_key.clone());
+    config.auth.purge_private_key_file = None;
+    config.auth.purge_public_key = None;
+    config.auth.purge_public_key_file = None;
     config.signing.hmac_access_id = Some(LOCAL_ACCESS_ID.to_string());
     config.signing.hmac_secret = Some(secrets.hmac.clone());
     config.signing.hmac_secret_file = None;
@@ -191,7 +195,8 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         meridian_delete::router(DeleteState::new(notifying_main.clone(), &jwt_secret)),
         None,
     );
-    let purger = EdgePurger::new(http, edge_urls, jwt_secret.clone());
+    let purger = EdgePurger::new(http, edge_urls, Arc::new(config.auth.purge_signing_key()?));
+    let purge_key = config.auth.purge_public_key()?;
     let replicate_state = ReplicateState::open(&config, purger).await?;
     spawn(
         replicate,
@@ -209,7 +214,7 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     );
     for (region, listener) in config.regions.iter().zip(edges) {
         let bucket = storage::open(&config, &region.bucket).await?;
-        let state = EdgeState::new(&region.name, bucket, &config.edge, &jwt_secret);
+        let state = EdgeState::new(&region.name, bucket, &config.edge, &purge_key);
         let tls = meridian_shared::tls::server_config(&ca.issue_localhost()?)?;
         spawn(listener, meridian_edge::router(state), Some(tls));
     }

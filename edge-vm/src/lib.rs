@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use meridian_shared::Bucket;
-use meridian_shared::auth::TokenVerifier;
+use meridian_shared::auth::{PurgePublicKey, TokenVerifier};
 use meridian_shared::config::EdgeSettings;
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::tls::TlsConfig;
@@ -52,18 +52,19 @@ pub struct EdgeState {
 const FILL_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 
 impl EdgeState {
-    /// An edge of `region` serving `bucket`, accepting purges signed with `jwt_secret`.
+    /// An edge of `region` serving `bucket`, accepting purges signed by the private
+    /// half of `purge_key` (the replicator's).
     pub fn new(
         region: &str,
         bucket: Arc<dyn Bucket>,
         settings: &EdgeSettings,
-        jwt_secret: &[u8],
+        purge_key: &PurgePublicKey,
     ) -> EdgeState {
         EdgeState {
             region: region.to_string(),
             bucket,
             cache: ObjectCache::new(settings.cache_bytes),
-            tokens: TokenVerifier::new(jwt_secret),
+            tokens: TokenVerifier::for_purges(purge_key),
             default_lifetime: Duration::from_secs(settings.default_max_age_seconds),
             stream_threshold: settings.stream_threshold_bytes,
             fill_budget: Arc::new(tokio::sync::Semaphore::new(fill_budget_kib(settings))),

@@ -40,8 +40,12 @@ async fn main() -> anyhow::Result<()> {
         .region(&args.region)
         .with_context(|| format!("--region: {:?} is not a configured region", args.region))?;
     let bucket = meridian_shared::storage::open(&config, &region.bucket).await?;
-    let state =
-        meridian_edge::EdgeState::new(&region.name, bucket, &config.edge, &config.auth.secret()?);
+    let state = meridian_edge::EdgeState::new(
+        &region.name,
+        bucket,
+        &config.edge,
+        &config.auth.purge_public_key()?,
+    );
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(meridian_shared::tls::server_config(
             &meridian_shared::tls::read_pem_pair(cert, key)?,

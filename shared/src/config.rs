@@ -98,17 +98,57 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HS256 secret for publisher and purge tokens. Default: none. Env:
+    /// HS256 secret for publisher tokens (sign, delete). Default: none. Env:
     /// `MERIDIAN_JWT_SECRET`.
     pub jwt_secret: Option<String>,
     /// File holding the secret instead. Default: none. Env: `MERIDIAN_JWT_SECRET_FILE`.
     pub jwt_secret_file: Option<PathBuf>,
+    /// The replicator's purge-signing key: an Ed25519 PKCS#8 document, base64. Only
+    /// the replicator needs it. Default: none. Env: `MERIDIAN_PURGE_PRIVATE_KEY`.
+    pub purge_private_key: Option<String>,
+    /// File holding it instead. Default: none. Env: `MERIDIAN_PURGE_PRIVATE_KEY_FILE`.
+    pub purge_private_key_file: Option<PathBuf>,
+    /// The key edges check purges with: the signing key's public half, 32 bytes
+    /// base64. Default: derived from the private key when that is set. Env:
+    /// `MERIDIAN_PURGE_PUBLIC_KEY`.
+    pub purge_public_key: Option<String>,
+    /// File holding it instead. Default: none. Env: `MERIDIAN_PURGE_PUBLIC_KEY_FILE`.
+    pub purge_public_key_file: Option<PathBuf>,
 }
 
 impl AuthConfig {
     /// The secret, from the file when one is named. Errors name the missing field.
     pub fn secret(&self) -> Result<Vec<u8>> {
         secret_from("auth.jwt_secret", &self.jwt_secret, &self.jwt_secret_file)
+    }
+
+    /// The purge-signing key (the replicator's).
+    pub fn purge_signing_key(&self) -> Result<crate::auth::PurgeSigningKey> {
+        let text = secret_from(
+            "auth.purge_private_key",
+            &self.purge_private_key,
+            &self.purge_private_key_file,
+        )?;
+        crate::auth::PurgeSigningKey::from_base64(&String::from_utf8_lossy(&text))
+    }
+
+    /// The key edges verify purges with: the configured public key, else the public
+    /// half of the configured private key.
+    pub fn purge_public_key(&self) -> Result<crate::auth::PurgePublicKey> {
+        if self.purge_public_key.is_none() && self.purge_public_key_file.is_none() {
+            if self.purge_private_key.is_some() || self.purge_private_key_file.is_some() {
+                return Ok(self.purge_signing_key()?.public_key().clone());
+            }
+            return Err(Error::Config(
+                "auth.purge_public_key: not set (set it, auth.purge_public_key_file, or the private key)".into(),
+            ));
+        }
+        let text = secret_from(
+            "auth.purge_public_key",
+            &self.purge_public_key,
+            &self.purge_public_key_file,
+        )?;
+        crate::auth::PurgePublicKey::from_base64(&String::from_utf8_lossy(&text))
     }
 }
 
@@ -294,6 +334,18 @@ impl Config {
         }
         if let Some(v) = var("MERIDIAN_JWT_SECRET_FILE") {
             self.auth.jwt_secret_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("MERIDIAN_PURGE_PRIVATE_KEY") {
+            self.auth.purge_private_key = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_PURGE_PRIVATE_KEY_FILE") {
+            self.auth.purge_private_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("MERIDIAN_PURGE_PUBLIC_KEY") {
+            self.auth.purge_public_key = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_PURGE_PUBLIC_KEY_FILE") {
+            self.auth.purge_public_key_file = Some(PathBuf::from(v));
         }
         if let Some(v) = var("MERIDIAN_SIGNING_ENDPOINT") {
             self.signing.endpoint = v;
@@ -564,10 +616,39 @@ mod tests {
     }
 
     #[test]
+    fn purge_keys_come_from_the_config_and_edges_can_derive_theirs() {
+        let key = crate::auth::PurgeSigningKey::generate().expect("key");
+        let mut auth = AuthConfig::default();
+        assert!(
+            auth.purge_public_key()
+                .expect_err("missing")
+                .to_string()
+                .contains("auth.purge_public_key")
+        );
+        auth.purge_private_key = Some(key.to_base64());
+        assert_eq!(&auth.purge_public_key().expect("derived"), key.public_key());
+        let edge_only = AuthConfig {
+            purge_public_key: Some(key.public_key().to_base64()),
+            ..AuthConfig::default()
+        };
+        assert_eq!(
+            &edge_only.purge_public_key().expect("given"),
+            key.public_key()
+        );
+        assert!(
+            edge_only
+                .purge_signing_key()
+                .expect_err("an edge holds no private key")
+                .to_string()
+                .contains("auth.purge_private_key")
+        );
+    }
+
+    #[test]
     fn short_or_missing_secrets_are_refused() {
         let auth = AuthConfig {
             jwt_secret: Some("short".into()),
-            jwt_secret_file: None,
+            ..AuthConfig::default()
         };
         assert!(auth.secret().is_err());
         assert!(

@@ -66,11 +66,14 @@ impl TestStack {
         LocalSecrets::load_or_create(data_dir).expect("secrets").jwt
     }
 
+    /// The secrets the stack made for itself.
+    pub fn secrets(&self) -> LocalSecrets {
+        LocalSecrets::load_or_create(&self.data_dir()).expect("secrets")
+    }
+
     /// The stack's signed-URL HMAC secret.
     pub fn hmac_secret(&self) -> String {
-        LocalSecrets::load_or_create(&self.data_dir())
-            .expect("secrets")
-            .hmac
+        self.secrets().hmac
     }
 
     /// Asks sign for an upload URL; returns the response.

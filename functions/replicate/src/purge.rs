@@ -1,15 +1,16 @@
 //! Telling edges to drop an object: a [`PurgeRequest`] to every edge at once, with a
-//! short-lived bearer token of scope `purge`. Edges drop their copy only if it comes from a main-bucket generation older
+//! short-lived purge token signed by the replicator's own key (edges verify it with the
+//! public half). Edges drop their copy only if it comes from a main-bucket generation older
 //! than `older_than`, so an edge that already fetched the new object keeps it.
 //!
 //! An edge that refuses the connection holds no cache (it is not running), so that
 //! counts as done; any other failure fails the event so it is redelivered.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::future::join_all;
 use meridian_shared::api::{PURGE_PATH, PurgeRequest};
-use meridian_shared::auth::{self, TokenScope};
+use meridian_shared::auth::{self, PurgeSigningKey};
 use meridian_shared::{Config, Error, ObjectName, Result};
 
 /// Sends purges to a fixed set of edges.
@@ -17,18 +18,14 @@ use meridian_shared::{Config, Error, ObjectName, Result};
 pub struct EdgePurger {
     http: reqwest::Client,
     edges: Vec<String>,
-    secret: Vec<u8>,
+    key: Arc<PurgeSigningKey>,
 }
 
 impl EdgePurger {
-    /// Purges `edges` (base URLs) with tokens signed by `secret`; `http` must trust
-    /// the edges' certificates.
-    pub fn new(http: reqwest::Client, edges: Vec<String>, secret: Vec<u8>) -> EdgePurger {
-        EdgePurger {
-            http,
-            edges,
-            secret,
-        }
+    /// Purges `edges` (base URLs) with tokens signed by `key`; `http` must trust the
+    /// edges' certificates.
+    pub fn new(http: reqwest::Client, edges: Vec<String>, key: Arc<PurgeSigningKey>) -> EdgePurger {
+        EdgePurger { http, edges, key }
     }
 
     /// Every edge of every region in `config`, with an HTTP client bounded by the
@@ -42,19 +39,17 @@ impl EdgePurger {
             .iter()
             .flat_map(|r| r.edges.iter().cloned())
             .collect();
-        Ok(EdgePurger::new(http, edges, config.auth.secret()?))
+        Ok(EdgePurger::new(
+            http,
+            edges,
+            Arc::new(config.auth.purge_signing_key()?),
+        ))
     }
 
     /// Tells every edge to drop copies of `name` older than generation `older_than`;
     /// returns how many edges were reached.
     pub async fn purge(&self, name: &ObjectName, older_than: i64) -> Result<usize> {
-        let token = auth::mint(
-            &self.secret,
-            "replicate",
-            &[TokenScope::Purge],
-            auth::unix_now(),
-            Duration::from_secs(60),
-        )?;
+        let token = self.key.mint("replicate", auth::unix_now())?;
         let body = PurgeRequest {
             name: name.to_string(),
             older_than: Some(older_than),

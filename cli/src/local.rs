@@ -17,9 +17,10 @@ pub struct LocalSecrets {
     pub jwt: String,
     /// HMAC secret for signed URLs.
     pub hmac: String,
-    /// The replicator's purge-signing key (Ed25519 PKCS#8, base64); edges get its
-    /// public half.
+    /// The replicator's purge-signing key (Ed25519 PKCS#8, base64).
     pub purge_key: String,
+    /// Its public half (base64), also written to `purge-key.pub` for edges run by hand.
+    pub purge_public_key: String,
 }
 
 impl LocalSecrets {
@@ -32,12 +33,22 @@ impl LocalSecrets {
     pub fn load_or_create(data_dir: &Path) -> Result<LocalSecrets> {
         let dir = LocalSecrets::dir(data_dir);
         std::fs::create_dir_all(&dir)?;
+        let purge_key = secret_file(&dir.join("purge-key"), || {
+            Ok(auth::PurgeSigningKey::generate()?.to_base64())
+        })?;
+        let purge_public_key = auth::PurgeSigningKey::from_base64(&purge_key)?
+            .public_key()
+            .to_base64();
+        let public_path = dir.join("purge-key.pub");
+        if std::fs::read_to_string(&public_path).ok().as_deref() != Some(purge_public_key.as_str())
+        {
+            std::fs::write(&public_path, &purge_public_key)?;
+        }
         Ok(LocalSecrets {
             jwt: secret_file(&dir.join("jwt-secret"), auth::generate_secret)?,
             hmac: secret_file(&dir.join("hmac-secret"), auth::generate_secret)?,
-            purge_key: secret_file(&dir.join("purge-key"), || {
-                Ok(auth::PurgeSigningKey::generate()?.to_base64())
-            })?,
+            purge_key,
+            purge_public_key,
         })
     }
 }

@@ -468,29 +468,47 @@ async fn requests_naming_two_hosts_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_checks_the_token_before_it_reads_a_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stack = TestStack::start().await;
-    let url = format!("{}/v1/uploads", stack.stack.info().sign);
-    let large = vec![b' '; 1024 * 1024];
-    let anonymous = stack
-        .http
-        .post(&url)
-        .body(large.clone())
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(anonymous.status(), 401, "refused on its headers alone");
-    let authorised = stack
-        .http
-        .post(&url)
-        .bearer_auth(&stack.token)
-        .body(large)
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(
-        authorised.status(),
-        413,
-        "even a publisher's body is bounded"
+    let authority = stack
+        .stack
+        .info()
+        .sign
+        .trim_start_matches("http://")
+        .to_string();
+    // Announces a 1 MiB body, sends `sent` bytes of it, and reads the answer.
+    let ask = |authorization: String, sent: usize| {
+        let authority = authority.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(&authority)
+                .await
+                .expect("connect");
+            let head = format!(
+                "POST /v1/uploads HTTP/1.1\r\nhost: {authority}\r\n{authorization}content-type: application/json\r\ncontent-length: 1048576\r\n\r\n"
+            );
+            socket.write_all(head.as_bytes()).await.expect("write");
+            socket.write_all(&vec![b' '; sent]).await.expect("write");
+            let mut answer = vec![0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer))
+                .await
+                .expect("answered without the rest of the body")
+                .expect("read");
+            String::from_utf8_lossy(&answer[..read]).into_owned()
+        }
+    };
+    let anonymous = ask(String::new(), 0).await;
+    assert!(
+        anonymous.starts_with("HTTP/1.1 401"),
+        "refused on its headers alone: {anonymous}"
+    );
+    let publisher = ask(
+        format!("authorization: Bearer {}\r\n", stack.token),
+        16 * 1024,
+    )
+    .await;
+    assert!(
+        publisher.starts_with("HTTP/1.1 413"),
+        "even a publisher's body is bounded: {publisher}"
     );
     stack.stack.stop().await;
 }

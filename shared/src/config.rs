@@ -80,8 +80,48 @@ pub struct StorageConfig {
     /// `.meridian/buckets`. Env: `MERIDIAN_STORAGE_ROOT`.
     pub root: PathBuf,
     /// Cloud Storage JSON API endpoint. Default: `https://storage.googleapis.com`.
-    /// Env: `MERIDIAN_GCS_ENDPOINT`.
+    /// Env: `MERIDIAN_GCS_ENDPOINT`, or `STORAGE_EMULATOR_HOST` (which also makes
+    /// credentials anonymous).
     pub gcs_endpoint: String,
+    /// How the GCS backend authenticates. Default: `auto`. Env:
+    /// `MERIDIAN_GCS_CREDENTIALS`.
+    pub gcs_credentials: GcsCredentials,
+    /// A service-account key file for the GCS backend. Default: none, which means
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server. Env:
+    /// `MERIDIAN_GCS_CREDENTIALS_FILE`.
+    pub gcs_credentials_file: Option<PathBuf>,
+}
+
+/// The endpoint Google serves Cloud Storage's JSON API on.
+pub const GOOGLE_STORAGE_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// How the GCS backend authenticates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcsCredentials {
+    /// Application Default Credentials against Google's endpoint; anonymous against
+    /// any other (an emulator).
+    #[default]
+    Auto,
+    /// Application Default Credentials, whatever the endpoint.
+    ApplicationDefault,
+    /// No credentials (emulators only).
+    Anonymous,
+}
+
+impl StorageConfig {
+    /// The credentials `auto` stands for with this endpoint.
+    pub fn effective_gcs_credentials(&self) -> GcsCredentials {
+        match self.gcs_credentials {
+            GcsCredentials::Auto
+                if self.gcs_endpoint.trim_end_matches('/') == GOOGLE_STORAGE_ENDPOINT =>
+            {
+                GcsCredentials::ApplicationDefault
+            }
+            GcsCredentials::Auto => GcsCredentials::Anonymous,
+            explicit => explicit,
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -89,7 +129,9 @@ impl Default for StorageConfig {
         StorageConfig {
             backend: Backend::Local,
             root: PathBuf::from(".meridian/buckets"),
-            gcs_endpoint: "https://storage.googleapis.com".to_string(),
+            gcs_endpoint: GOOGLE_STORAGE_ENDPOINT.to_string(),
+            gcs_credentials: GcsCredentials::Auto,
+            gcs_credentials_file: None,
         }
     }
 }
@@ -326,8 +368,32 @@ impl Config {
         if let Some(v) = var("MERIDIAN_STORAGE_ROOT") {
             self.storage.root = PathBuf::from(v);
         }
+        if let Some(v) = var("STORAGE_EMULATOR_HOST") {
+            // The variable Google's client libraries read: an emulator, no credentials.
+            self.storage.gcs_endpoint = if v.contains("://") {
+                v
+            } else {
+                format!("http://{v}")
+            };
+            self.storage.gcs_credentials = GcsCredentials::Anonymous;
+        }
         if let Some(v) = var("MERIDIAN_GCS_ENDPOINT") {
             self.storage.gcs_endpoint = v;
+        }
+        if let Some(v) = var("MERIDIAN_GCS_CREDENTIALS") {
+            self.storage.gcs_credentials = match v.as_str() {
+                "auto" => GcsCredentials::Auto,
+                "application-default" => GcsCredentials::ApplicationDefault,
+                "anonymous" => GcsCredentials::Anonymous,
+                other => {
+                    return Err(Error::Config(format!(
+                        "MERIDIAN_GCS_CREDENTIALS: unknown value {other:?} (auto, application-default or anonymous)"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("MERIDIAN_GCS_CREDENTIALS_FILE") {
+            self.storage.gcs_credentials_file = Some(PathBuf::from(v));
         }
         if let Some(v) = var("MERIDIAN_JWT_SECRET") {
             self.auth.jwt_secret = Some(v);
@@ -642,6 +708,33 @@ mod tests {
                 .to_string()
                 .contains("auth.purge_private_key")
         );
+    }
+
+    #[test]
+    fn gcs_credentials_are_anonymous_only_for_an_emulator() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.storage.effective_gcs_credentials(),
+            GcsCredentials::ApplicationDefault,
+            "Google's endpoint gets real credentials"
+        );
+        config
+            .apply_env(|key| (key == "STORAGE_EMULATOR_HOST").then(|| "127.0.0.1:4443".into()))
+            .expect("env");
+        assert_eq!(config.storage.gcs_endpoint, "http://127.0.0.1:4443");
+        assert_eq!(
+            config.storage.effective_gcs_credentials(),
+            GcsCredentials::Anonymous
+        );
+        let explicit = Config::from_toml_str(
+            "[storage]\ngcs_endpoint = \"http://127.0.0.1:9\"\ngcs_credentials = \"application-default\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            explicit.storage.effective_gcs_credentials(),
+            GcsCredentials::ApplicationDefault
+        );
+        assert!(err("[storage]\ngcs_credentials = \"magic\"\n").contains("magic"));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The Google Cloud Storage backend, over the JSON API. The endpoint is explicit so
 //! the same code talks to Cloud Storage and to fake-gcs-server.
 //!
+//! Credentials are Application Default Credentials: a service-account key file (named
+//! in the config or by `GOOGLE_APPLICATION_CREDENTIALS`) or, on Cloud Run and Compute
+//! Engine, the metadata server. Requests go without credentials only to an emulator
+//! (see [`GcsCredentials`](crate::config::GcsCredentials)).
+//!
 //! Reads, deletes and listing go through `gcloud-storage`. Uploads are a streamed
 //! `multipart/related` request built here: the crate's multipart upload sends the
 //! media part without a Content-Type (which Cloud Storage emulators then drop), and
@@ -21,8 +26,14 @@ use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 
+use std::sync::Arc;
+
+use gcloud_storage::client::google_cloud_auth::credentials::CredentialsFile;
+use gcloud_storage::client::google_cloud_auth::token::DefaultTokenSourceProvider;
+use token_source::{TokenSource, TokenSourceProvider};
+
 use super::{ByteStream, ObjectMeta, ObjectName, PutOptions, content_type_or_default};
-use crate::config::OutboundSettings;
+use crate::config::{GcsCredentials, OutboundSettings, StorageConfig};
 use crate::error::{Error, Result};
 use crate::outbound;
 
@@ -32,6 +43,9 @@ pub struct GcsClient {
     client: Client,
     /// For uploads, which watch their own body for silence (see `outbound`).
     upload_http: reqwest::Client,
+    /// Where uploads get their `Authorization` (the same source the client uses);
+    /// `None` for an emulator.
+    tokens: Option<Arc<dyn TokenSource>>,
     silence: std::time::Duration,
     endpoint: String,
 }
@@ -43,10 +57,30 @@ impl std::fmt::Debug for GcsClient {
 }
 
 impl GcsClient {
-    /// A client without credentials, for emulators such as fake-gcs-server.
-    /// (Credentials for real Cloud Storage arrive with the deployment issue.) Every
+    /// A client for the endpoint and credentials `storage` configures. Every call is
+    /// bounded by `limits`.
+    pub async fn from_config(
+        storage: &StorageConfig,
+        limits: &OutboundSettings,
+    ) -> Result<GcsClient> {
+        let provider = match storage.effective_gcs_credentials() {
+            GcsCredentials::Anonymous => None,
+            _ => Some(token_provider(storage.gcs_credentials_file.as_deref()).await?),
+        };
+        GcsClient::new(&storage.gcs_endpoint, limits, provider)
+    }
+
+    /// A client without credentials, for emulators such as fake-gcs-server. Every
     /// call is bounded by `limits`.
     pub async fn anonymous(endpoint: &str, limits: &OutboundSettings) -> Result<GcsClient> {
+        GcsClient::new(endpoint, limits, None)
+    }
+
+    fn new(
+        endpoint: &str,
+        limits: &OutboundSettings,
+        provider: Option<DefaultTokenSourceProvider>,
+    ) -> Result<GcsClient> {
         crate::tls::install_crypto_provider();
         let client_error = |e| Error::Config(format!("storage.gcs_endpoint: HTTP client: {e}"));
         let http = outbound::client_builder(limits)
@@ -56,15 +90,17 @@ impl GcsClient {
             .build()
             .map_err(client_error)?;
         let endpoint = endpoint.trim_end_matches('/').to_string();
+        let tokens = provider.as_ref().map(|p| p.token_source());
         let config = ClientConfig {
             storage_endpoint: endpoint.clone(),
             http: Some(http.clone().into()),
+            token_source_provider: provider.map(|p| Box::new(p) as Box<dyn TokenSourceProvider>),
             ..ClientConfig::default()
-        }
-        .anonymous();
+        };
         Ok(GcsClient {
             client: Client::new(config),
             upload_http,
+            tokens,
             silence: limits.request_timeout(),
             endpoint,
         })
@@ -94,6 +130,32 @@ impl GcsClient {
             Err(e) => Err(Error::upstream(format!("create bucket {name}"), e)),
         }
     }
+}
+
+/// Application Default Credentials, or the key file `key_file` when given. Fetches a
+/// first token now, so a deployment without usable credentials fails at start.
+async fn token_provider(key_file: Option<&std::path::Path>) -> Result<DefaultTokenSourceProvider> {
+    let scopes = gcloud_storage::client::google_cloud_auth::project::Config::default()
+        .with_scopes(&gcloud_storage::http::storage_client::SCOPES);
+    let provider = match key_file {
+        Some(path) => {
+            let credentials = CredentialsFile::new_from_file(path.display().to_string())
+                .await
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "storage.gcs_credentials_file: {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            DefaultTokenSourceProvider::new_with_credentials(scopes, Box::new(credentials)).await
+        }
+        None => DefaultTokenSourceProvider::new(scopes).await,
+    };
+    provider.map_err(|e| {
+        Error::Config(format!(
+            "storage: no Cloud Storage credentials (a key file in storage.gcs_credentials_file or GOOGLE_APPLICATION_CREDENTIALS, or the metadata server on Google Cloud): {e}"
+        ))
+    })
 }
 
 /// One Cloud Storage bucket.
@@ -191,10 +253,18 @@ impl super::Bucket for GcsBucket {
             url.query_pairs_mut()
                 .append_pair("ifGenerationMatch", &generation.to_string());
         }
-        let request = self.client.upload_http.post(url).header(
+        let mut request = self.client.upload_http.post(url).header(
             http::header::CONTENT_TYPE,
             format!("multipart/related; boundary={boundary}"),
         );
+        if let Some(tokens) = &self.client.tokens {
+            // "Bearer <token>", refreshed by the source when it nears expiry.
+            let token = tokens
+                .token()
+                .await
+                .map_err(|e| Error::upstream(format!("{what}: getting credentials"), e))?;
+            request = request.header(http::header::AUTHORIZATION, token);
+        }
         let response =
             outbound::send_streaming_upload(request, Box::pin(stream), self.client.silence, &what)
                 .await?;

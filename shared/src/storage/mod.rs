@@ -154,7 +154,7 @@ pub async fn open(config: &Config, name: &str) -> Result<Arc<dyn Bucket>> {
         Backend::Local => Arc::new(LocalBucket::open(&config.storage.root, name).await?),
         Backend::Memory => Arc::new(memory_bucket(name)),
         Backend::Gcs => Arc::new(
-            GcsClient::anonymous(&config.storage.gcs_endpoint, &config.outbound)
+            GcsClient::from_config(&config.storage, &config.outbound)
                 .await?
                 .bucket(name),
         ),

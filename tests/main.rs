@@ -7,6 +7,7 @@
 //! - `storage_suite`: one behaviour suite run on the local, memory and GCS backends.
 //! - `signing_conformance`: Google's V4 signed-URL conformance cases.
 //! - `connection_limits`: silent and idle connections, over TLS, HTTP/1.1 and HTTP/2.
+//! - `container_contract`: every binary serves on `$PORT`, logs JSON, drains on SIGTERM.
 //! - `credentials`: Cloud Storage credentials against a stand-in token endpoint.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
@@ -15,6 +16,7 @@
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
 
 mod connection_limits;
+mod container_contract;
 mod credentials;
 mod end_to_end;
 mod harness;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
-use meridian_shared::config::{GcsCredentials, OutboundSettings, StorageConfig};
+use meridian_shared::config::{GoogleCredentials, OutboundSettings, StorageConfig};
 use meridian_shared::storage::{GcsClient, PutOptions, stream_from_bytes};
 use meridian_shared::{Bucket, Error, ObjectName};
 use tokio_util::sync::CancellationToken;
@@ -90,7 +90,7 @@ async fn a_key_files_token_is_sent_on_every_storage_request() {
 
     let storage = StorageConfig {
         gcs_endpoint: storage_url,
-        gcs_credentials: GcsCredentials::ApplicationDefault,
+        gcs_credentials: GoogleCredentials::ApplicationDefault,
         gcs_credentials_file: Some(key_file),
         ..StorageConfig::default()
     };
@@ -145,7 +145,7 @@ async fn an_emulator_endpoint_gets_no_credentials() {
     };
     assert_eq!(
         storage.effective_gcs_credentials(),
-        GcsCredentials::Anonymous
+        GoogleCredentials::Anonymous
     );
     // No key file, no metadata server here: an anonymous client still builds.
     assert!(

@@ -9,6 +9,7 @@
 //! - `connection_limits`: silent and idle connections, over TLS, HTTP/1.1 and HTTP/2.
 //! - `container_contract`: every binary serves on `$PORT`, logs JSON, drains on SIGTERM.
 //! - `credentials`: Cloud Storage credentials against a stand-in token endpoint.
+//! - `discovery`: boot's edges from a stand-in Compute Engine API.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
 //! - `replication`: event delivery semantics of the replicate function.
@@ -18,6 +19,7 @@
 mod connection_limits;
 mod container_contract;
 mod credentials;
+mod discovery;
 mod end_to_end;
 mod harness;
 mod integrity;

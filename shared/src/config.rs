@@ -85,7 +85,7 @@ pub struct StorageConfig {
     pub gcs_endpoint: String,
     /// How the GCS backend authenticates. Default: `auto`. Env:
     /// `MERIDIAN_GCS_CREDENTIALS`.
-    pub gcs_credentials: GcsCredentials,
+    pub gcs_credentials: GoogleCredentials,
     /// A service-account key file for the GCS backend. Default: none, which means
     /// `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server. Env:
     /// `MERIDIAN_GCS_CREDENTIALS_FILE`.
@@ -95,10 +95,10 @@ pub struct StorageConfig {
 /// The endpoint Google serves Cloud Storage's JSON API on.
 pub const GOOGLE_STORAGE_ENDPOINT: &str = "https://storage.googleapis.com";
 
-/// How the GCS backend authenticates.
+/// How a client of a Google API (Cloud Storage, Compute Engine) authenticates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum GcsCredentials {
+pub enum GoogleCredentials {
     /// Application Default Credentials against Google's endpoint; anonymous against
     /// any other (an emulator).
     #[default]
@@ -109,18 +109,25 @@ pub enum GcsCredentials {
     Anonymous,
 }
 
-impl StorageConfig {
-    /// The credentials `auto` stands for with this endpoint.
-    pub fn effective_gcs_credentials(&self) -> GcsCredentials {
-        match self.gcs_credentials {
-            GcsCredentials::Auto
-                if self.gcs_endpoint.trim_end_matches('/') == GOOGLE_STORAGE_ENDPOINT =>
-            {
-                GcsCredentials::ApplicationDefault
+impl GoogleCredentials {
+    /// What these credentials mean for a client of `endpoint`, whose Google address is
+    /// `google_endpoint`: `auto` is anonymous for any other (an emulator or stand-in).
+    pub fn for_endpoint(self, endpoint: &str, google_endpoint: &str) -> GoogleCredentials {
+        match self {
+            GoogleCredentials::Auto if endpoint.trim_end_matches('/') == google_endpoint => {
+                GoogleCredentials::ApplicationDefault
             }
-            GcsCredentials::Auto => GcsCredentials::Anonymous,
+            GoogleCredentials::Auto => GoogleCredentials::Anonymous,
             explicit => explicit,
         }
+    }
+}
+
+impl StorageConfig {
+    /// The credentials `auto` stands for with this endpoint.
+    pub fn effective_gcs_credentials(&self) -> GoogleCredentials {
+        self.gcs_credentials
+            .for_endpoint(&self.gcs_endpoint, GOOGLE_STORAGE_ENDPOINT)
     }
 }
 
@@ -130,7 +137,7 @@ impl Default for StorageConfig {
             backend: Backend::Local,
             root: PathBuf::from(".meridian/buckets"),
             gcs_endpoint: GOOGLE_STORAGE_ENDPOINT.to_string(),
-            gcs_credentials: GcsCredentials::Auto,
+            gcs_credentials: GoogleCredentials::Auto,
             gcs_credentials_file: None,
         }
     }
@@ -272,6 +279,70 @@ pub struct BootSettings {
     pub fallback_regions: usize,
     /// How long clients may keep an answer, in seconds. Default: 60.
     pub ttl_seconds: u64,
+    /// Where boot learns which edges exist. Default: the regions' `edges`.
+    pub discovery: DiscoverySettings,
+}
+
+/// Where boot learns which edges exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoverySource {
+    /// The regions' `edges` in this config (the local stack, any fixed fleet).
+    #[default]
+    Config,
+    /// The RUNNING instances of the edge instance groups, from the Compute Engine API.
+    Compute,
+}
+
+/// The Compute Engine API endpoint.
+pub const GOOGLE_COMPUTE_ENDPOINT: &str = "https://compute.googleapis.com";
+
+/// Edge discovery settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoverySettings {
+    /// `config` or `compute`. Default: `config`. Env: `MERIDIAN_DISCOVERY`.
+    pub source: DiscoverySource,
+    /// Compute: the project whose instances to list. Default: none. Env:
+    /// `MERIDIAN_DISCOVERY_PROJECT`.
+    pub project: Option<String>,
+    /// Compute: the label (`key=value`) edge instances carry. Default:
+    /// `meridian-role=edge`.
+    pub label: String,
+    /// Compute: how often to list instances, in milliseconds (one aggregated list per
+    /// refresh, never one per request). Default: 5000.
+    pub refresh_interval_ms: u64,
+    /// Compute: reach edges on their internal IP instead of their external one.
+    /// Default: false.
+    pub use_internal_ip: bool,
+    /// Compute: scheme of the edge URLs built from IPs. Default: `https`.
+    pub edge_scheme: String,
+    /// Compute: port of the edge URLs built from IPs. Default: 443.
+    pub edge_port: u16,
+    /// Compute Engine API endpoint. Default: `https://compute.googleapis.com`.
+    pub compute_endpoint: String,
+    /// How discovery authenticates. Default: `auto`.
+    pub credentials: GoogleCredentials,
+    /// A service-account key file for discovery. Default: none, which means
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        DiscoverySettings {
+            source: DiscoverySource::Config,
+            project: None,
+            label: "meridian-role=edge".to_string(),
+            refresh_interval_ms: 5_000,
+            use_internal_ip: false,
+            edge_scheme: "https".to_string(),
+            edge_port: 443,
+            compute_endpoint: GOOGLE_COMPUTE_ENDPOINT.to_string(),
+            credentials: GoogleCredentials::Auto,
+            credentials_file: None,
+        }
+    }
 }
 
 impl Default for BootSettings {
@@ -283,6 +354,7 @@ impl Default for BootSettings {
             },
             fallback_regions: 2,
             ttl_seconds: 60,
+            discovery: DiscoverySettings::default(),
         }
     }
 }
@@ -375,16 +447,16 @@ impl Config {
             } else {
                 format!("http://{v}")
             };
-            self.storage.gcs_credentials = GcsCredentials::Anonymous;
+            self.storage.gcs_credentials = GoogleCredentials::Anonymous;
         }
         if let Some(v) = var("MERIDIAN_GCS_ENDPOINT") {
             self.storage.gcs_endpoint = v;
         }
         if let Some(v) = var("MERIDIAN_GCS_CREDENTIALS") {
             self.storage.gcs_credentials = match v.as_str() {
-                "auto" => GcsCredentials::Auto,
-                "application-default" => GcsCredentials::ApplicationDefault,
-                "anonymous" => GcsCredentials::Anonymous,
+                "auto" => GoogleCredentials::Auto,
+                "application-default" => GoogleCredentials::ApplicationDefault,
+                "anonymous" => GoogleCredentials::Anonymous,
                 other => {
                     return Err(Error::Config(format!(
                         "MERIDIAN_GCS_CREDENTIALS: unknown value {other:?} (auto, application-default or anonymous)"
@@ -412,6 +484,20 @@ impl Config {
         }
         if let Some(v) = var("MERIDIAN_PURGE_PUBLIC_KEY_FILE") {
             self.auth.purge_public_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("MERIDIAN_DISCOVERY") {
+            self.boot.discovery.source = match v.as_str() {
+                "config" => DiscoverySource::Config,
+                "compute" => DiscoverySource::Compute,
+                other => {
+                    return Err(Error::Config(format!(
+                        "MERIDIAN_DISCOVERY: unknown source {other:?} (config or compute)"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("MERIDIAN_DISCOVERY_PROJECT") {
+            self.boot.discovery.project = Some(v);
         }
         if let Some(v) = var("MERIDIAN_SIGNING_ENDPOINT") {
             self.signing.endpoint = v;
@@ -518,6 +604,40 @@ impl Config {
                 "outbound.request_timeout_ms".into(),
                 "must be greater than 0".into(),
             );
+        }
+        let discovery = &self.boot.discovery;
+        if discovery.source == DiscoverySource::Compute {
+            if discovery.project.as_deref().is_none_or(str::is_empty) {
+                return bad(
+                    "boot.discovery.project".into(),
+                    "required when boot.discovery.source is \"compute\"".into(),
+                );
+            }
+            if !discovery
+                .label
+                .split_once('=')
+                .is_some_and(|(k, v)| !k.is_empty() && !v.is_empty())
+            {
+                return bad(
+                    "boot.discovery.label".into(),
+                    format!("{:?} must be key=value", discovery.label),
+                );
+            }
+            if discovery.refresh_interval_ms == 0 {
+                return bad(
+                    "boot.discovery.refresh_interval_ms".into(),
+                    "must be greater than 0".into(),
+                );
+            }
+            if let Err(why) = validate_http_url(&discovery.compute_endpoint) {
+                return bad("boot.discovery.compute_endpoint".into(), why);
+            }
+            if !matches!(discovery.edge_scheme.as_str(), "http" | "https") {
+                return bad(
+                    "boot.discovery.edge_scheme".into(),
+                    "must be http or https".into(),
+                );
+            }
         }
         if !self.boot.default_location.is_valid() {
             return bad(
@@ -715,7 +835,7 @@ mod tests {
         let mut config = Config::default();
         assert_eq!(
             config.storage.effective_gcs_credentials(),
-            GcsCredentials::ApplicationDefault,
+            GoogleCredentials::ApplicationDefault,
             "Google's endpoint gets real credentials"
         );
         config
@@ -724,7 +844,7 @@ mod tests {
         assert_eq!(config.storage.gcs_endpoint, "http://127.0.0.1:4443");
         assert_eq!(
             config.storage.effective_gcs_credentials(),
-            GcsCredentials::Anonymous
+            GoogleCredentials::Anonymous
         );
         let explicit = Config::from_toml_str(
             "[storage]\ngcs_endpoint = \"http://127.0.0.1:9\"\ngcs_credentials = \"application-default\"\n",
@@ -732,9 +852,21 @@ mod tests {
         .expect("valid");
         assert_eq!(
             explicit.storage.effective_gcs_credentials(),
-            GcsCredentials::ApplicationDefault
+            GoogleCredentials::ApplicationDefault
         );
         assert!(err("[storage]\ngcs_credentials = \"magic\"\n").contains("magic"));
+    }
+
+    #[test]
+    fn compute_discovery_needs_a_project_and_a_label() {
+        let project = err("[boot.discovery]\nsource = \"compute\"\n");
+        assert!(project.contains("boot.discovery.project"), "{project}");
+        let label =
+            err("[boot.discovery]\nsource = \"compute\"\nproject = \"p\"\nlabel = \"edge\"\n");
+        assert!(label.contains("boot.discovery.label"), "{label}");
+        let ok = Config::from_toml_str("[boot.discovery]\nsource = \"compute\"\nproject = \"p\"\n")
+            .expect("valid");
+        assert_eq!(ok.boot.discovery.refresh_interval_ms, 5_000);
     }
 
     #[test]

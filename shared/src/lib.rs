@@ -15,6 +15,7 @@
 //! - [`tls`]: the development certificate authority and rustls server configs.
 //! - [`server`]: serving a router on a bound listener with limits and graceful shutdown.
 //! - [`telemetry`]: logging, JSON on Cloud Run and human-readable elsewhere.
+//! - [`gcp`]: Google Cloud credentials (Application Default Credentials).
 //! - [`function`]: the Cloud Run shim every binary uses (`$PORT`, SIGTERM).
 //! - [`error`]: the crate's error type and its one mapping to HTTP status codes.
 
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod function;
+pub mod gcp;
 pub mod outbound;
 mod progress;
 pub mod regions;

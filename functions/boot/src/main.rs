@@ -4,9 +4,9 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     meridian_shared::function::main("boot", |config| async move {
-        Ok(meridian_boot::router(meridian_boot::BootState::new(
-            &config,
-        )))
+        Ok(meridian_boot::router(
+            meridian_boot::BootState::from_config(&config).await?,
+        ))
     })
     .await
 }

@@ -4,7 +4,7 @@
 //! Credentials are Application Default Credentials: a service-account key file (named
 //! in the config or by `GOOGLE_APPLICATION_CREDENTIALS`) or, on Cloud Run and Compute
 //! Engine, the metadata server. Requests go without credentials only to an emulator
-//! (see [`GcsCredentials`](crate::config::GcsCredentials)).
+//! (see [`GoogleCredentials`](crate::config::GoogleCredentials)).
 //!
 //! Reads, deletes and listing go through `gcloud-storage`. Uploads are a streamed
 //! `multipart/related` request built here: the crate's multipart upload sends the
@@ -28,12 +28,11 @@ use gcloud_storage::http::objects::list::ListObjectsRequest;
 
 use std::sync::Arc;
 
-use gcloud_storage::client::google_cloud_auth::credentials::CredentialsFile;
 use gcloud_storage::client::google_cloud_auth::token::DefaultTokenSourceProvider;
 use token_source::{TokenSource, TokenSourceProvider};
 
 use super::{ByteStream, ObjectMeta, ObjectName, PutOptions, content_type_or_default};
-use crate::config::{GcsCredentials, OutboundSettings, StorageConfig};
+use crate::config::{GoogleCredentials, OutboundSettings, StorageConfig};
 use crate::error::{Error, Result};
 use crate::outbound;
 
@@ -64,8 +63,15 @@ impl GcsClient {
         limits: &OutboundSettings,
     ) -> Result<GcsClient> {
         let provider = match storage.effective_gcs_credentials() {
-            GcsCredentials::Anonymous => None,
-            _ => Some(token_provider(storage.gcs_credentials_file.as_deref()).await?),
+            GoogleCredentials::Anonymous => None,
+            _ => Some(
+                crate::gcp::token_provider(
+                    storage.gcs_credentials_file.as_deref(),
+                    &gcloud_storage::http::storage_client::SCOPES,
+                    "storage.gcs_credentials_file",
+                )
+                .await?,
+            ),
         };
         GcsClient::new(&storage.gcs_endpoint, limits, provider)
     }
@@ -130,32 +136,6 @@ impl GcsClient {
             Err(e) => Err(Error::upstream(format!("create bucket {name}"), e)),
         }
     }
-}
-
-/// Application Default Credentials, or the key file `key_file` when given. Fetches a
-/// first token now, so a deployment without usable credentials fails at start.
-async fn token_provider(key_file: Option<&std::path::Path>) -> Result<DefaultTokenSourceProvider> {
-    let scopes = gcloud_storage::client::google_cloud_auth::project::Config::default()
-        .with_scopes(&gcloud_storage::http::storage_client::SCOPES);
-    let provider = match key_file {
-        Some(path) => {
-            let credentials = CredentialsFile::new_from_file(path.display().to_string())
-                .await
-                .map_err(|e| {
-                    Error::Config(format!(
-                        "storage.gcs_credentials_file: {}: {e}",
-                        path.display()
-                    ))
-                })?;
-            DefaultTokenSourceProvider::new_with_credentials(scopes, Box::new(credentials)).await
-        }
-        None => DefaultTokenSourceProvider::new(scopes).await,
-    };
-    provider.map_err(|e| {
-        Error::Config(format!(
-            "storage: no Cloud Storage credentials (a key file in storage.gcs_credentials_file or GOOGLE_APPLICATION_CREDENTIALS, or the metadata server on Google Cloud): {e}"
-        ))
-    })
 }
 
 /// One Cloud Storage bucket.
@@ -258,11 +238,8 @@ impl super::Bucket for GcsBucket {
             format!("multipart/related; boundary={boundary}"),
         );
         if let Some(tokens) = &self.client.tokens {
-            // "Bearer <token>", refreshed by the source when it nears expiry.
-            let token = tokens
-                .token()
-                .await
-                .map_err(|e| Error::upstream(format!("{what}: getting credentials"), e))?;
+            // Refreshed by the source when it nears expiry.
+            let token = crate::gcp::authorization(tokens.as_ref(), &what).await?;
             request = request.header(http::header::AUTHORIZATION, token);
         }
         let response =

@@ -1,0 +1,261 @@
+//! Finding edges on Google Cloud: the RUNNING instances that carry the edge label,
+//! from one Compute Engine `instances.aggregatedList` (every zone at once), refreshed
+//! in the background every few seconds and never per request. A VM the autoscaler adds
+//! is in answers after the next refresh; one being stopped leaves. A failed refresh
+//! keeps the last good list, so an API hiccup never empties boot's answers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use meridian_shared::config::{DiscoverySettings, GOOGLE_COMPUTE_ENDPOINT, GoogleCredentials};
+use meridian_shared::regions::Region;
+use meridian_shared::{Error, Result};
+use serde::Deserialize;
+use token_source::TokenSource;
+
+use crate::EdgePicker;
+
+/// Compute Engine's read-only scope.
+const COMPUTE_SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/compute.readonly"];
+
+/// The edges boot answers with now; replaced whole by each successful refresh.
+#[derive(Debug)]
+pub struct EdgeDirectory {
+    // A std lock: held only to clone or swap an Arc, never across an await.
+    current: RwLock<Arc<EdgePicker>>,
+}
+
+impl EdgeDirectory {
+    /// A directory answering with `picker` until replaced.
+    pub fn new(picker: EdgePicker) -> EdgeDirectory {
+        EdgeDirectory {
+            current: RwLock::new(Arc::new(picker)),
+        }
+    }
+
+    /// The picker to answer this request with.
+    pub fn current(&self) -> Arc<EdgePicker> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, picker: EdgePicker) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(picker);
+    }
+}
+
+/// Lists edge instances through the Compute Engine API.
+pub struct ComputeDiscovery {
+    http: reqwest::Client,
+    list_url: String,
+    filter: String,
+    settings: DiscoverySettings,
+    tokens: Option<Arc<dyn TokenSource>>,
+}
+
+impl ComputeDiscovery {
+    /// A client for `settings` (whose `project` the config validated), with calls
+    /// bounded by `limits`.
+    pub async fn new(
+        settings: &DiscoverySettings,
+        limits: &meridian_shared::config::OutboundSettings,
+    ) -> Result<ComputeDiscovery> {
+        let project = settings.project.clone().unwrap_or_default();
+        let tokens = match settings
+            .credentials
+            .for_endpoint(&settings.compute_endpoint, GOOGLE_COMPUTE_ENDPOINT)
+        {
+            GoogleCredentials::Anonymous => None,
+            _ => Some(
+                meridian_shared::gcp::token_source(
+                    settings.credentials_file.as_deref(),
+                    &COMPUTE_SCOPES,
+                    "boot.discovery.credentials_file",
+                )
+                .await?,
+            ),
+        };
+        let (key, value) = settings.label.split_once('=').unwrap_or_default();
+        Ok(ComputeDiscovery {
+            http: meridian_shared::outbound::client_builder(limits)
+                .timeout(limits.request_timeout())
+                .build()
+                .map_err(|e| Error::internal("building the Compute API client", e))?,
+            list_url: format!(
+                "{}/compute/v1/projects/{project}/aggregated/instances",
+                settings.compute_endpoint.trim_end_matches('/')
+            ),
+            filter: format!("labels.{key}={value}"),
+            settings: settings.clone(),
+            tokens,
+        })
+    }
+
+    /// Every RUNNING edge instance's URL, by region, from one aggregated list (all its
+    /// pages).
+    pub async fn list(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut request = self.http.get(&self.list_url).query(&[
+                ("filter", self.filter.as_str()),
+                ("returnPartialSuccess", "true"),
+            ]);
+            if let Some(token) = &page_token {
+                request = request.query(&[("pageToken", token.as_str())]);
+            }
+            if let Some(tokens) = &self.tokens {
+                let authorization =
+                    meridian_shared::gcp::authorization(tokens.as_ref(), "listing edges").await?;
+                request = request.header(http::header::AUTHORIZATION, authorization);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Error::from_http("listing edge instances", e))?;
+            if !response.status().is_success() {
+                return Err(Error::upstream_msg(format!(
+                    "listing edge instances: {}",
+                    response.status()
+                )));
+            }
+            let page: AggregatedList = response
+                .json()
+                .await
+                .map_err(|e| Error::from_http("listing edge instances: reading the answer", e))?;
+            for instance in page.items.into_values().flat_map(|scope| scope.instances) {
+                if let Some((region, url)) = self.edge_of(&instance) {
+                    edges.entry(region).or_default().push(url);
+                }
+            }
+            match page.next_page_token {
+                Some(token) if !token.is_empty() => page_token = Some(token),
+                _ => break,
+            }
+        }
+        for urls in edges.values_mut() {
+            urls.sort(); // a stable order, so round-robin does not jump on a refresh
+        }
+        Ok(edges)
+    }
+
+    /// The region and URL of a RUNNING instance with an address, else `None`.
+    fn edge_of(&self, instance: &Instance) -> Option<(String, String)> {
+        if instance.status != "RUNNING" {
+            return None;
+        }
+        let zone = instance.zone.rsplit('/').next()?;
+        let region = zone.rsplit_once('-')?.0.to_string();
+        let interface = instance.network_interfaces.first()?;
+        let ip = if self.settings.use_internal_ip {
+            interface.network_ip.clone()
+        } else {
+            interface
+                .access_configs
+                .iter()
+                .find_map(|config| config.nat_ip.clone())
+        }?;
+        let default_port = match self.settings.edge_scheme.as_str() {
+            "https" => 443,
+            _ => 80,
+        };
+        let url = if self.settings.edge_port == default_port {
+            format!("{}://{ip}", self.settings.edge_scheme)
+        } else {
+            format!(
+                "{}://{ip}:{}",
+                self.settings.edge_scheme, self.settings.edge_port
+            )
+        };
+        Some((region, url))
+    }
+
+    /// Refreshes `directory` every `refresh_interval_ms` until the task is dropped:
+    /// the configured regions, each with the edges the last good list found in it.
+    pub fn spawn_refresh(
+        self,
+        regions: Vec<Region>,
+        fallback_regions: usize,
+        directory: Arc<EdgeDirectory>,
+    ) -> tokio::task::JoinHandle<()> {
+        let interval = Duration::from_millis(self.settings.refresh_interval_ms);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match self.list().await {
+                    Ok(found) => {
+                        let regions = with_edges(&regions, &found);
+                        directory.replace(EdgePicker::new(regions, fallback_regions));
+                    }
+                    Err(e) => tracing::warn!(
+                        cause = %meridian_shared::error::Chain(&e),
+                        "edge discovery failed; keeping the last list"
+                    ),
+                }
+            }
+        })
+    }
+}
+
+/// `regions`, each with exactly the edges `found` lists for it.
+fn with_edges(regions: &[Region], found: &BTreeMap<String, Vec<String>>) -> Vec<Region> {
+    for region in found.keys() {
+        if !regions.iter().any(|r| &r.name == region) {
+            tracing::debug!(%region, "edges found in a region the config does not know");
+        }
+    }
+    regions
+        .iter()
+        .map(|region| Region {
+            edges: found.get(&region.name).cloned().unwrap_or_default(),
+            ..region.clone()
+        })
+        .collect()
+}
+
+/// The parts of `instances.aggregatedList` that matter here.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AggregatedList {
+    /// Per zone (`zones/us-central1-a`): its instances, or a warning when none.
+    #[serde(default)]
+    items: BTreeMap<String, ScopedList>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ScopedList {
+    #[serde(default)]
+    instances: Vec<Instance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Instance {
+    status: String,
+    zone: String,
+    #[serde(default)]
+    network_interfaces: Vec<NetworkInterface>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NetworkInterface {
+    #[serde(rename = "networkIP")]
+    network_ip: Option<String>,
+    #[serde(rename = "accessConfigs", default)]
+    access_configs: Vec<AccessConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AccessConfig {
+    #[serde(rename = "natIP")]
+    nat_ip: Option<String>,
+}

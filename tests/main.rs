@@ -5,6 +5,7 @@
 //! - `integrity`: damaged bucket files and metadata are never passed off as whole.
 //! - `harness`: shared helpers (test data, the in-process stack, fake-gcs-server).
 //! - `storage_suite`: one behaviour suite run on the local, memory and GCS backends.
+//! - `sign_blob`: signing through a stand-in IAM Credentials API, as on Cloud Run.
 //! - `signing_conformance`: Google's V4 signed-URL conformance cases.
 //! - `connection_limits`: silent and idle connections, over TLS, HTTP/1.1 and HTTP/2.
 //! - `container_contract`: every binary serves on `$PORT`, logs JSON, drains on SIGTERM.
@@ -25,6 +26,7 @@ mod harness;
 mod integrity;
 mod purge_auth;
 mod replication;
+mod sign_blob;
 mod signing_conformance;
 mod storage_suite;
 mod timeouts;

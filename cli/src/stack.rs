@@ -184,10 +184,9 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     spawn(boot, meridian_boot::router(BootState::new(&config)), None);
     spawn(
         sign,
-        meridian_sign::router(meridian_sign::SignState::from_config(
-            &config,
-            clock::system(),
-        )?),
+        meridian_sign::router(
+            meridian_sign::SignState::from_config(&config, clock::system()).await?,
+        ),
         None,
     );
     spawn(

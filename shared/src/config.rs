@@ -201,8 +201,9 @@ impl AuthConfig {
     }
 }
 
-/// Signed-URL settings. Exactly one key kind is used: an HMAC key when
-/// `hmac_access_id` is set, else the service-account key file.
+/// Signed-URL settings. Exactly one way of signing is used: an HMAC key when
+/// `hmac_access_id` is set, else the service-account key file, else IAM signBlob as
+/// `iam_service_account` (on Cloud Run, which has no key file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SigningConfig {
@@ -220,7 +221,21 @@ pub struct SigningConfig {
     /// Service-account JSON key (`GOOG4-RSA-SHA256`). Default: none. Env:
     /// `MERIDIAN_SERVICE_ACCOUNT_FILE`.
     pub service_account_file: Option<PathBuf>,
+    /// Sign through the IAM Credentials API as this service account (its e-mail),
+    /// which needs `iam.serviceAccountTokenCreator` on itself. Default: none. Env:
+    /// `MERIDIAN_SIGNING_SERVICE_ACCOUNT`.
+    pub iam_service_account: Option<String>,
+    /// IAM Credentials API endpoint. Default: `https://iamcredentials.googleapis.com`.
+    pub iam_endpoint: String,
+    /// How calls to it authenticate. Default: `auto`.
+    pub iam_credentials: GoogleCredentials,
+    /// A service-account key file for those calls. Default: none, which means
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server.
+    pub iam_credentials_file: Option<PathBuf>,
 }
+
+/// The IAM Credentials API endpoint.
+pub const GOOGLE_IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
 
 impl Default for SigningConfig {
     fn default() -> Self {
@@ -231,6 +246,10 @@ impl Default for SigningConfig {
             hmac_secret: None,
             hmac_secret_file: None,
             service_account_file: None,
+            iam_service_account: None,
+            iam_endpoint: GOOGLE_IAM_CREDENTIALS_ENDPOINT.to_string(),
+            iam_credentials: GoogleCredentials::Auto,
+            iam_credentials_file: None,
         }
     }
 }
@@ -513,6 +532,9 @@ impl Config {
         }
         if let Some(v) = var("MERIDIAN_SERVICE_ACCOUNT_FILE") {
             self.signing.service_account_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("MERIDIAN_SIGNING_SERVICE_ACCOUNT") {
+            self.signing.iam_service_account = Some(v);
         }
         Ok(())
     }

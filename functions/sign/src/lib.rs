@@ -22,15 +22,30 @@ use axum::{Json, Router};
 use chrono::TimeDelta;
 use meridian_shared::api::UploadTicket;
 use meridian_shared::auth::{TokenScope, TokenVerifier};
-use meridian_shared::signing::{self, SignRequest, SigningKey, UrlStyle};
+use meridian_shared::signing::{self, IamSigner, SignRequest, SigningKey, UrlStyle};
 use meridian_shared::{Clock, Config, Error, Result};
 
 pub use request::UploadRequest;
 
+/// How sign signs: with a key it holds, or through IAM signBlob.
+enum Signer {
+    Key(SigningKey),
+    Iam(IamSigner),
+}
+
+impl Signer {
+    async fn sign_url(&self, request: &SignRequest) -> Result<signing::SignedUrl> {
+        match self {
+            Signer::Key(key) => signing::sign_url(key, request),
+            Signer::Iam(iam) => iam.sign_url(request).await,
+        }
+    }
+}
+
 /// Shared state of the sign service.
 #[derive(Clone)]
 pub struct SignState {
-    key: Arc<SigningKey>,
+    signer: Arc<Signer>,
     tokens: TokenVerifier,
     bucket: String,
     scheme: String,
@@ -40,25 +55,31 @@ pub struct SignState {
 }
 
 impl SignState {
-    /// State from a config: the signing key it names, the main bucket, the endpoint.
-    pub fn from_config(config: &Config, clock: Clock) -> Result<SignState> {
-        let key = match (
-            &config.signing.hmac_access_id,
-            &config.signing.service_account_file,
+    /// State from a config: the signing key (or IAM service account) it names, the
+    /// main bucket, the endpoint.
+    pub async fn from_config(config: &Config, clock: Clock) -> Result<SignState> {
+        let signing = &config.signing;
+        let signer = match (
+            &signing.hmac_access_id,
+            &signing.service_account_file,
+            &signing.iam_service_account,
         ) {
-            (Some(access_id), _) => {
-                SigningKey::hmac(access_id.clone(), config.signing.hmac_secret()?)
+            (Some(access_id), _, _) => {
+                Signer::Key(SigningKey::hmac(access_id.clone(), signing.hmac_secret()?))
             }
-            (None, Some(path)) => SigningKey::from_service_account_file(path)?,
-            (None, None) => {
+            (None, Some(path), _) => Signer::Key(SigningKey::from_service_account_file(path)?),
+            (None, None, Some(_)) => {
+                Signer::Iam(IamSigner::from_config(signing, &config.outbound).await?)
+            }
+            (None, None, None) => {
                 return Err(Error::Config(
-                    "signing: set hmac_access_id (and hmac_secret) or service_account_file".into(),
+                    "signing: set hmac_access_id (and hmac_secret), service_account_file or iam_service_account".into(),
                 ));
             }
         };
         let (scheme, authority) = signing::endpoint_parts(&config.signing.endpoint)?;
         Ok(SignState {
-            key: Arc::new(key),
+            signer: Arc::new(signer),
             tokens: TokenVerifier::new(&config.auth.secret()?),
             bucket: config.main().bucket.clone(),
             scheme,
@@ -92,9 +113,9 @@ async fn create_upload(
     let now = (state.clock)();
     let signed_headers =
         BTreeMap::from([("content-type".to_string(), upload.content_type.clone())]);
-    let signed = signing::sign_url(
-        &state.key,
-        &SignRequest {
+    let signed = state
+        .signer
+        .sign_url(&SignRequest {
             method: "PUT".into(),
             bucket: state.bucket.clone(),
             object: Some(upload.name.to_string()),
@@ -105,8 +126,8 @@ async fn create_upload(
             scheme: state.scheme.clone(),
             authority: state.authority.clone(),
             style: UrlStyle::Path,
-        },
-    )?;
+        })
+        .await?;
     tracing::info!(subject = %claims.sub, object = %upload.name, "signed upload URL");
     Ok(Json(UploadTicket {
         url: signed.url,

@@ -8,9 +8,11 @@
 //! # Layout
 //! - `canonical`: canonical request, string to sign, encoding rules.
 //! - `key`: [`SigningKey`], RSA (service account) and HMAC keys.
+//! - `iam`: [`IamSigner`], signing through the IAM Credentials API (no key at hand).
 //! - `verify`: checking a request that arrived on a signed URL.
 
 mod canonical;
+mod iam;
 mod key;
 mod verify;
 
@@ -19,6 +21,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 pub use canonical::{CanonicalRequest, Scope, UrlStyle, encode_path, encode_query_component};
+pub use iam::IamSigner;
 pub use key::SigningKey;
 pub use verify::{VerifiedRequest, check_declared_payload, verify_request};
 
@@ -66,6 +69,45 @@ pub struct SignedUrl {
 
 /// Signs `request` with `key`.
 pub fn sign_url(key: &SigningKey, request: &SignRequest) -> Result<SignedUrl> {
+    let prepared = prepare_url(key.algorithm(), key.credential_id(), request)?;
+    let signature = key.sign(&prepared.scope, prepared.string_to_sign.as_bytes())?;
+    Ok(prepared.finish(&signature))
+}
+
+/// A V4 signed URL waiting for its signature: what a signer that works elsewhere (IAM
+/// signBlob) is given to sign, and what it is finished with.
+#[derive(Debug, Clone)]
+pub struct PreparedUrl {
+    /// The string to sign.
+    pub string_to_sign: String,
+    /// The credential scope (an HMAC key derives its signing key from it).
+    pub scope: Scope,
+    canonical_request: String,
+    unsigned_url: String,
+}
+
+impl PreparedUrl {
+    /// The URL, signed with `signature`.
+    pub fn finish(self, signature: &[u8]) -> SignedUrl {
+        SignedUrl {
+            url: format!(
+                "{}&X-Goog-Signature={}",
+                self.unsigned_url,
+                hex::encode(signature)
+            ),
+            canonical_request: self.canonical_request,
+            string_to_sign: self.string_to_sign,
+        }
+    }
+}
+
+/// Builds everything of a signed URL but the signature, for a key of `algorithm`
+/// whose credential id is `credential_id`.
+pub fn prepare_url(
+    algorithm: &str,
+    credential_id: &str,
+    request: &SignRequest,
+) -> Result<PreparedUrl> {
     if !(1..=MAX_EXPIRES_SECONDS).contains(&request.expires_in) {
         return Err(Error::BadRequest(format!(
             "expiration must be between 1 and {MAX_EXPIRES_SECONDS} seconds"
@@ -89,32 +131,29 @@ pub fn sign_url(key: &SigningKey, request: &SignRequest) -> Result<SignedUrl> {
     let signed_headers = headers.keys().cloned().collect::<Vec<_>>().join(";");
 
     let mut query = request.query.clone();
-    query.push(("X-Goog-Algorithm".into(), key.algorithm().into()));
+    query.push(("X-Goog-Algorithm".into(), algorithm.into()));
     query.push((
         "X-Goog-Credential".into(),
-        format!("{}/{}", key.credential_id(), scope.as_str()),
+        format!("{credential_id}/{}", scope.as_str()),
     ));
     query.push(("X-Goog-Date".into(), scope.timestamp_str()));
     query.push(("X-Goog-Expires".into(), request.expires_in.to_string()));
     query.push(("X-Goog-SignedHeaders".into(), signed_headers));
 
     let canonical = CanonicalRequest::new(&request.method, &path, &query, &headers);
-    let string_to_sign = canonical.string_to_sign(key.algorithm(), &scope);
-    let signature = key.sign(&scope, string_to_sign.as_bytes())?;
-
-    let url = format!(
-        "{}://{}{}{}?{}&X-Goog-Signature={}",
-        request.scheme,
-        url_host,
-        port,
-        path,
-        canonical.query(),
-        hex::encode(signature)
-    );
-    Ok(SignedUrl {
-        url,
+    let string_to_sign = canonical.string_to_sign(algorithm, &scope);
+    Ok(PreparedUrl {
+        unsigned_url: format!(
+            "{}://{}{}{}?{}",
+            request.scheme,
+            url_host,
+            port,
+            path,
+            canonical.query()
+        ),
         canonical_request: canonical.text(),
         string_to_sign,
+        scope,
     })
 }
 

@@ -49,6 +49,35 @@ pub async fn token_source(
         .token_source())
 }
 
+/// Sends a call to a Google JSON API (with `tokens`' credentials when given) and reads
+/// its JSON answer; `what` names the call in errors.
+pub async fn call_json<T: serde::de::DeserializeOwned>(
+    mut request: reqwest::RequestBuilder,
+    tokens: Option<&dyn TokenSource>,
+    what: &str,
+) -> Result<T> {
+    if let Some(tokens) = tokens {
+        request = request.header(
+            http::header::AUTHORIZATION,
+            authorization(tokens, what).await?,
+        );
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Error::from_http(what.to_string(), e))?;
+    if !response.status().is_success() {
+        return Err(Error::upstream_msg(format!(
+            "{what}: {}",
+            response.status()
+        )));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| Error::from_http(format!("{what}: reading the answer"), e))
+}
+
 /// `Bearer <token>` from `tokens`, for a request about `what`.
 pub async fn authorization(tokens: &dyn TokenSource, what: &str) -> Result<String> {
     tokens

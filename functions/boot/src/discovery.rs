@@ -110,25 +110,12 @@ impl ComputeDiscovery {
             if let Some(token) = &page_token {
                 request = request.query(&[("pageToken", token.as_str())]);
             }
-            if let Some(tokens) = &self.tokens {
-                let authorization =
-                    meridian_shared::gcp::authorization(tokens.as_ref(), "listing edges").await?;
-                request = request.header(http::header::AUTHORIZATION, authorization);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| Error::from_http("listing edge instances", e))?;
-            if !response.status().is_success() {
-                return Err(Error::upstream_msg(format!(
-                    "listing edge instances: {}",
-                    response.status()
-                )));
-            }
-            let page: AggregatedList = response
-                .json()
-                .await
-                .map_err(|e| Error::from_http("listing edge instances: reading the answer", e))?;
+            let page: AggregatedList = meridian_shared::gcp::call_json(
+                request,
+                self.tokens.as_deref(),
+                "listing edge instances",
+            )
+            .await?;
             for instance in page.items.into_values().flat_map(|scope| scope.instances) {
                 if let Some((region, url)) = self.edge_of(&instance) {
                     edges.entry(region).or_default().push(url);

@@ -98,29 +98,13 @@ impl IamSigner {
 
     async fn sign_blob(&self, payload: &[u8]) -> Result<Vec<u8>> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut request = self
+        let request = self
             .http
             .post(&self.sign_blob_url)
             .json(&serde_json::json!({ "payload": b64.encode(payload) }));
-        if let Some(tokens) = &self.tokens {
-            let authorization = crate::gcp::authorization(tokens.as_ref(), "signBlob").await?;
-            request = request.header(http::header::AUTHORIZATION, authorization);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Error::from_http("IAM signBlob", e))?;
-        if !response.status().is_success() {
-            return Err(Error::upstream_msg(format!(
-                "IAM signBlob for {}: {}",
-                self.service_account,
-                response.status()
-            )));
-        }
-        let answer: SignBlobResponse = response
-            .json()
-            .await
-            .map_err(|e| Error::from_http("IAM signBlob: reading the answer", e))?;
+        let what = format!("IAM signBlob as {}", self.service_account);
+        let answer: SignBlobResponse =
+            crate::gcp::call_json(request, self.tokens.as_deref(), &what).await?;
         b64.decode(answer.signed_blob)
             .map_err(|e| Error::upstream("IAM signBlob: signedBlob is not base64", e))
     }

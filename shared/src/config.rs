@@ -445,16 +445,7 @@ impl Config {
     /// Applies the documented `MERIDIAN_*` overrides, reading variables through `var`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(v) = var("MERIDIAN_STORAGE_BACKEND") {
-            self.storage.backend = match v.as_str() {
-                "local" => Backend::Local,
-                "memory" => Backend::Memory,
-                "gcs" => Backend::Gcs,
-                other => {
-                    return Err(Error::Config(format!(
-                        "MERIDIAN_STORAGE_BACKEND: unknown backend {other:?} (local, memory or gcs)"
-                    )));
-                }
-            };
+            self.storage.backend = env_choice("MERIDIAN_STORAGE_BACKEND", &v)?;
         }
         if let Some(v) = var("MERIDIAN_STORAGE_ROOT") {
             self.storage.root = PathBuf::from(v);
@@ -472,16 +463,7 @@ impl Config {
             self.storage.gcs_endpoint = v;
         }
         if let Some(v) = var("MERIDIAN_GCS_CREDENTIALS") {
-            self.storage.gcs_credentials = match v.as_str() {
-                "auto" => GoogleCredentials::Auto,
-                "application-default" => GoogleCredentials::ApplicationDefault,
-                "anonymous" => GoogleCredentials::Anonymous,
-                other => {
-                    return Err(Error::Config(format!(
-                        "MERIDIAN_GCS_CREDENTIALS: unknown value {other:?} (auto, application-default or anonymous)"
-                    )));
-                }
-            };
+            self.storage.gcs_credentials = env_choice("MERIDIAN_GCS_CREDENTIALS", &v)?;
         }
         if let Some(v) = var("MERIDIAN_GCS_CREDENTIALS_FILE") {
             self.storage.gcs_credentials_file = Some(PathBuf::from(v));
@@ -505,15 +487,7 @@ impl Config {
             self.auth.purge_public_key_file = Some(PathBuf::from(v));
         }
         if let Some(v) = var("MERIDIAN_DISCOVERY") {
-            self.boot.discovery.source = match v.as_str() {
-                "config" => DiscoverySource::Config,
-                "compute" => DiscoverySource::Compute,
-                other => {
-                    return Err(Error::Config(format!(
-                        "MERIDIAN_DISCOVERY: unknown source {other:?} (config or compute)"
-                    )));
-                }
-            };
+            self.boot.discovery.source = env_choice("MERIDIAN_DISCOVERY", &v)?;
         }
         if let Some(v) = var("MERIDIAN_DISCOVERY_PROJECT") {
             self.boot.discovery.project = Some(v);
@@ -715,6 +689,14 @@ fn validate_http_url(text: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// An environment variable naming one of an enum's (serde-spelt) values; the error
+/// lists the accepted ones.
+fn env_choice<T: serde::de::DeserializeOwned>(name: &str, value: &str) -> Result<T> {
+    use serde::de::IntoDeserializer;
+    T::deserialize(value.into_deserializer())
+        .map_err(|e: serde::de::value::Error| Error::Config(format!("{name}: {e}")))
+}
+
 fn secret_from(field: &str, inline: &Option<String>, file: &Option<PathBuf>) -> Result<Vec<u8>> {
     let secret = match (inline, file) {
         (_, Some(path)) => std::fs::read_to_string(path)
@@ -816,10 +798,11 @@ mod tests {
         assert_eq!(config.storage.gcs_endpoint, "http://127.0.0.1:4443");
         assert_eq!(config.auth.secret().expect("secret"), b"0123456789abcdef");
         let bad = config.apply_env(|key| (key == "MERIDIAN_STORAGE_BACKEND").then(|| "s3".into()));
+        let bad = bad.expect_err("unknown backend").to_string();
+        assert!(bad.contains("MERIDIAN_STORAGE_BACKEND"), "{bad}");
         assert!(
-            bad.expect_err("unknown backend")
-                .to_string()
-                .contains("MERIDIAN_STORAGE_BACKEND")
+            bad.contains("`local`, `memory`, `gcs`"),
+            "names the choices: {bad}"
         );
     }
 

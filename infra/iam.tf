@@ -15,8 +15,8 @@ locals {
 
   # Project-wide roles, "account/role".
   project_roles = {
-    # Boot will list the edge VMs (label meridian-role=edge) from the Compute API; it
-    # does not yet (docs/deploy.md, "What is not ready yet").
+    # boot lists the RUNNING edge VMs (label meridian-role=edge) from the Compute Engine
+    # API ([boot.discovery] in templates/meridian.toml.tftpl).
     "boot/roles/compute.viewer" = { account = "boot", role = "roles/compute.viewer" }
     # Edge VMs send their container logs to Cloud Logging.
     "edge/roles/logging.logWriter" = { account = "edge", role = "roles/logging.logWriter" }
@@ -53,8 +53,8 @@ locals {
     { for target in ["boot", "sign", "delete", "replicate", "edge"] :
       "deployer/roles/iam.serviceAccountUser/${target}" => { member = "deployer", role = "roles/iam.serviceAccountUser", target = target }
     },
-    # sign signs URLs with IAM signBlob as itself (once it can: it needs the HMAC key until
-    # then, see docs/deploy.md).
+    # sign signs upload URLs with IAM signBlob as itself (MERIDIAN_SIGNING_SERVICE_ACCOUNT,
+    # run.tf), so it holds no key.
     { "sign/roles/iam.serviceAccountTokenCreator/sign" = { member = "sign", role = "roles/iam.serviceAccountTokenCreator", target = "sign" } },
   )
 }

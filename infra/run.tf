@@ -21,9 +21,11 @@ locals {
       secrets = {}
     }
     sign = {
-      public  = true
-      env     = { MERIDIAN_HMAC_ACCESS_ID = var.sign_hmac_access_id }
-      secrets = { MERIDIAN_JWT_SECRET = "jwt", MERIDIAN_HMAC_SECRET = "sign-hmac" }
+      public = true
+      # Signs upload URLs with IAM signBlob as its own account (no key); it must not be
+      # given MERIDIAN_HMAC_* or a key file, which would take precedence.
+      env     = { MERIDIAN_SIGNING_SERVICE_ACCOUNT = google_service_account.meridian["sign"].email }
+      secrets = { MERIDIAN_JWT_SECRET = "jwt" }
     }
     delete = {
       public  = true
@@ -104,11 +106,6 @@ resource "google_cloud_run_v2_service" "meridian" {
   lifecycle {
     # gcloud records itself as the client of the revisions it deploys.
     ignore_changes = [client, client_version]
-
-    precondition {
-      condition     = each.key != "sign" || var.sign_hmac_access_id != ""
-      error_message = "sign cannot start without a signing key: create the sign account's HMAC key and set sign_hmac_access_id (docs/deploy.md)."
-    }
   }
 
   depends_on = [google_secret_manager_secret_iam_member.meridian]

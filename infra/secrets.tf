@@ -11,9 +11,6 @@ locals {
     # The replicator's Ed25519 purge-signing key (PKCS#8, base64). Edges check purges
     # with its public half, which is in the config (var.purge_public_key).
     purge-key = ["replicate"]
-    # Secret of the sign account's HMAC key (GOOG4-HMAC-SHA256), until sign can use
-    # IAM signBlob instead.
-    sign-hmac = ["sign"]
     # Certificate chain and private key the edges serve HTTPS with.
     edge-tls-cert = ["edge"]
     edge-tls-key  = ["edge"]

@@ -1,5 +1,5 @@
-# Inputs. project_id, image_tag and purge_public_key have no default (nor, in effect,
-# sign_hmac_access_id); the rest describe the design's deployment (10 regions, e2-micro edges autoscaled at 80% CPU).
+# Inputs. project_id, image_tag and purge_public_key have no default; the rest describe
+# the design's deployment (10 regions, e2-micro edges autoscaled at 80% CPU).
 
 variable "project_id" {
   description = "Google Cloud project that holds the whole deployment."
@@ -55,12 +55,6 @@ variable "artifact_repository" {
 variable "image_tag" {
   description = "Tag of the five images to run (Cloud Build tags them with the commit's short SHA). Apply with the tag Cloud Build last deployed, or Terraform puts the previous release back."
   type        = string
-}
-
-variable "sign_hmac_access_id" {
-  description = "Access id of the sign service account's HMAC key (its secret goes into the meridian-sign-hmac secret). sign needs it until it can sign with IAM signBlob; empty only for the first, targeted apply that creates the accounts (docs/deploy.md)."
-  type        = string
-  default     = ""
 }
 
 variable "purge_public_key" {

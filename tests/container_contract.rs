@@ -110,8 +110,8 @@ async fn contract(name: &str, extra_env: &[(&str, String)]) -> Vec<serde_json::V
             let entry: serde_json::Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{name}: not a JSON line ({e}): {line}"));
             assert!(
-                entry["level"].is_string() && entry["message"].is_string(),
-                "{line}"
+                entry["severity"].is_string() && entry["message"].is_string(),
+                "a Cloud Logging entry with a severity: {line}"
             );
             entry
         })
@@ -120,6 +120,30 @@ async fn contract(name: &str, extra_env: &[(&str, String)]) -> Vec<serde_json::V
 
 fn said(log: &[serde_json::Value], message: &str) -> bool {
     log.iter().any(|entry| entry["message"] == message)
+}
+
+#[test]
+fn a_failed_start_is_one_json_line_and_exit_code_1() {
+    for name in ["meridian-sign", "meridian-edge"] {
+        // Neither has its key: sign no signing key, the edge no purge key.
+        let output = Command::new(binary(name))
+            .env_clear()
+            .env("K_SERVICE", name)
+            .env("PORT", free_port().to_string())
+            .env("MERIDIAN_STORAGE_BACKEND", "memory")
+            .env("MERIDIAN_EDGE_REGION", "europe-southwest1")
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert!(!lines.is_empty(), "{name} said nothing");
+        for line in lines {
+            let entry: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{name}: not a JSON line ({e}): {line}"));
+            assert_eq!(entry["severity"], "ERROR", "{line}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

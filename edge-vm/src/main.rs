@@ -31,10 +31,21 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     meridian_shared::telemetry::init();
     meridian_shared::tls::install_crypto_provider();
+    // A failed start is one log line (a JSON entry on Google Cloud) and exit code 1.
+    match serve(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(cause = format!("{e:#}"), "edge cannot run");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let config = meridian_shared::Config::load(args.config.as_deref())?;
     let region = config
         .region(&args.region)

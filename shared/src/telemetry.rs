@@ -1,5 +1,7 @@
 //! Logging: JSON lines that Cloud Logging understands when running on Cloud Run
 //! (`K_SERVICE` is set), human-readable lines otherwise. `RUST_LOG` filters both.
+//! Cloud Logging reads an entry's level from a `severity` field with its own names
+//! (`WARNING`, not `WARN`), so JSON lines carry that instead of tracing's `level`.
 //!
 //! Log lines carry what clients sent (object names may hold any character but NUL,
 //! CR and LF), so every control character is written escaped, as `\u001b`: a name
@@ -21,7 +23,7 @@ pub fn init() {
         .with_ansi(false)
         .with_writer(move || EscapingWriter {
             inner: std::io::stderr(),
-            double_backslashes: !json,
+            json,
         });
     let _ = if json {
         builder
@@ -38,13 +40,17 @@ pub fn init() {
 /// The subscriber writes one whole line per call.
 struct EscapingWriter<W> {
     inner: W,
-    /// Human lines only: in JSON, backslashes are already escapes.
-    double_backslashes: bool,
+    /// JSON lines (Cloud Run): backslashes are already escapes there, and the level
+    /// becomes Cloud Logging's `severity`.
+    json: bool,
 }
 
 impl<W: Write> Write for EscapingWriter<W> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let escaped = escape_line(line, self.double_backslashes);
+        let mut escaped = escape_line(line, !self.json);
+        if self.json {
+            escaped = with_severity(&escaped);
+        }
         self.inner.write_all(escaped.as_bytes())?;
         Ok(line.len())
     }
@@ -52,6 +58,29 @@ impl<W: Write> Write for EscapingWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Replaces the formatter's `"level":"WARN"` (its own field, written before any of the
+/// event's) with Cloud Logging's `"severity":"WARNING"`.
+fn with_severity(line: &str) -> String {
+    const LEVELS: [(&str, &str); 5] = [
+        ("TRACE", "DEBUG"),
+        ("DEBUG", "DEBUG"),
+        ("INFO", "INFO"),
+        ("WARN", "WARNING"),
+        ("ERROR", "ERROR"),
+    ];
+    for (level, severity) in LEVELS {
+        let field = format!("\"level\":\"{level}\"");
+        if let Some(at) = line.find(&field) {
+            return format!(
+                "{}\"severity\":\"{severity}\"{}",
+                &line[..at],
+                &line[at + field.len()..]
+            );
+        }
+    }
+    line.to_string()
 }
 
 fn escape_line(line: &[u8], double_backslashes: bool) -> String {
@@ -87,11 +116,29 @@ mod tests {
         let mut out = Vec::new();
         EscapingWriter {
             inner: &mut out,
-            double_backslashes: true,
+            json: false,
         }
         .write_all(b"a\x07b\n")
         .expect("write");
         assert_eq!(out, b"a\\u0007b\n");
+    }
+
+    #[test]
+    fn json_lines_carry_cloud_loggings_severity() {
+        let mut out = Vec::new();
+        EscapingWriter {
+            inner: &mut out,
+            json: true,
+        }
+        .write_all(b"{\"timestamp\":\"t\",\"level\":\"WARN\",\"message\":\"level\",\"object\":\"\\\"level\\\":\\\"INFO\\\"\"}\n")
+        .expect("write");
+        let entry: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(entry["severity"], "WARNING");
+        assert!(entry.get("level").is_none());
+        assert_eq!(
+            entry["object"], "\"level\":\"INFO\"",
+            "event fields untouched"
+        );
     }
 
     #[test]

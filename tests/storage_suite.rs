@@ -226,6 +226,88 @@ async fn behaves_like_a_bucket(bucket: Arc<dyn Bucket>) {
     assert_eq!(listed, ["list/a", "list/b", "list/c/d"]);
 }
 
+/// Copies from `source` into `destination`: bytes, content type, cache control and
+/// metadata arrive; a precondition on the destination and a pinned source generation
+/// are honoured.
+async fn copies_between_buckets(source: Arc<dyn Bucket>, destination: Arc<dyn Bucket>) {
+    let object = name("copy/a b.bin");
+    let body = crate::harness::pseudo_random_bytes(300_000, 7);
+    let written = source
+        .put(
+            &object,
+            storage::stream_from_bytes(body.clone()),
+            PutOptions {
+                content_type: "application/x-test".into(),
+                ..PutOptions::default()
+            },
+        )
+        .await
+        .expect("put");
+    let metadata = BTreeMap::from([(
+        "meridian-source-generation".to_string(),
+        written.generation.to_string(),
+    )]);
+    let options = PutOptions {
+        content_type: "application/x-test".into(),
+        cache_control: Some("public, max-age=30".into()),
+        metadata: metadata.clone(),
+        if_generation_match: Some(0),
+    };
+    let copy = destination
+        .copy_from(
+            source.as_ref(),
+            &object,
+            written.generation,
+            options.clone(),
+        )
+        .await
+        .expect("copy");
+    assert_eq!(copy.size, body.len() as u64);
+    assert_eq!(copy.md5_hash, written.md5_hash);
+    assert_eq!(read(destination.as_ref(), &object).await, body);
+    let head = destination.head(&object).await.expect("head");
+    assert_eq!(head.content_type, "application/x-test");
+    assert_eq!(head.cache_control.as_deref(), Some("public, max-age=30"));
+    assert_eq!(head.metadata, metadata);
+
+    // "Only if absent" no longer holds.
+    assert!(matches!(
+        destination
+            .copy_from(
+                source.as_ref(),
+                &object,
+                written.generation,
+                options.clone()
+            )
+            .await,
+        Err(Error::PreconditionFailed(_))
+    ));
+    // The source moved on: a copy pinned to the old generation is refused.
+    source
+        .put(
+            &object,
+            storage::stream_from_bytes("newer"),
+            PutOptions::default(),
+        )
+        .await
+        .expect("overwrite");
+    let pinned = PutOptions {
+        if_generation_match: Some(copy.generation),
+        ..options
+    };
+    assert!(matches!(
+        destination
+            .copy_from(source.as_ref(), &object, written.generation, pinned)
+            .await,
+        Err(Error::PreconditionFailed(_))
+    ));
+    assert_eq!(
+        read(destination.as_ref(), &object).await,
+        body,
+        "the copy is untouched"
+    );
+}
+
 #[tokio::test]
 async fn local_backend_behaves_like_a_bucket() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -235,11 +317,23 @@ async fn local_backend_behaves_like_a_bucket() {
             .expect("open"),
     ))
     .await;
+    let other = LocalBucket::open(root.path(), "suite-bucket")
+        .await
+        .expect("open");
+    let destination = LocalBucket::open(root.path(), "suite-copies")
+        .await
+        .expect("open");
+    copies_between_buckets(Arc::new(other), Arc::new(destination)).await;
 }
 
 #[tokio::test]
 async fn memory_backend_behaves_like_a_bucket() {
     behaves_like_a_bucket(Arc::new(MemoryBucket::new("suite-bucket"))).await;
+    copies_between_buckets(
+        Arc::new(MemoryBucket::new("suite-bucket")),
+        Arc::new(MemoryBucket::new("suite-copies")),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -257,6 +351,16 @@ async fn gcs_backend_behaves_like_a_bucket_on_fake_gcs_server() {
         .await
         .expect("creating again is fine");
     behaves_like_a_bucket(Arc::new(client.bucket("suite-bucket"))).await;
+    client
+        .create_bucket("test-project", "suite-copies")
+        .await
+        .expect("create bucket");
+    // Both on Cloud Storage: the copy is a server-side rewrite.
+    copies_between_buckets(
+        Arc::new(client.bucket("suite-bucket")),
+        Arc::new(client.bucket("suite-copies")),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -90,7 +90,7 @@ async fn copy_if_newer(
     }
     // Copy whatever the main bucket holds now: it is this event's generation or a newer
     // one. If the object is gone, a deletion event is on its way; nothing to copy.
-    let (source, body) = match main.get(&change.name).await {
+    let source = match main.head(&change.name).await {
         Ok(found) => found,
         Err(Error::NotFound(_)) => return Ok(Outcome::Unchanged),
         Err(e) => return Err(e),
@@ -118,7 +118,11 @@ async fn copy_if_newer(
         metadata,
         if_generation_match: Some(current.map_or(0, |c| c.generation)),
     };
-    replica.put(&change.name, body, options).await?;
+    // Exactly the generation just read (a newer one makes this fail and re-decide);
+    // on Cloud Storage a server-side rewrite, elsewhere a streamed copy.
+    replica
+        .copy_from(main, &change.name, source.generation, options)
+        .await?;
     Ok(Outcome::Copied)
 }
 

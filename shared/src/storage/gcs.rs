@@ -40,6 +40,8 @@ use crate::outbound;
 #[derive(Clone)]
 pub struct GcsClient {
     client: Client,
+    /// For JSON calls made here rather than through gcloud-storage (rewrites).
+    api_http: reqwest::Client,
     /// For uploads, which watch their own body for silence (see `outbound`).
     upload_http: reqwest::Client,
     /// Where uploads get their `Authorization` (the same source the client uses);
@@ -105,6 +107,7 @@ impl GcsClient {
         };
         Ok(GcsClient {
             client: Client::new(config),
+            api_http: http.clone(),
             upload_http,
             tokens,
             silence: limits.request_timeout(),
@@ -134,6 +137,170 @@ impl GcsClient {
             Ok(_) => Ok(()),
             Err(e) if status(&e) == Some(409) => Ok(()),
             Err(e) => Err(Error::upstream(format!("create bucket {name}"), e)),
+        }
+    }
+}
+
+/// Characters left as they are in an object name inside a URL path (RFC 3986's
+/// unreserved set); everything else, `/` included, is percent-encoded.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// How many times a retryable failure of a rewrite call is tried again.
+const REWRITE_RETRIES: u32 = 4;
+
+/// The answer to one `rewriteTo` call.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RewriteAnswer {
+    done: bool,
+    rewrite_token: Option<String>,
+    resource: Option<Object>,
+}
+
+/// A failed call, and whether it is worth another try (Cloud Storage's 408, 429 and
+/// 5xx answers, timeouts and broken connections are; refusals are not).
+struct CallFailure {
+    error: Error,
+    retryable: bool,
+}
+
+impl CallFailure {
+    fn fatal(error: Error) -> CallFailure {
+        CallFailure {
+            error,
+            retryable: false,
+        }
+    }
+}
+
+/// Up to half of `base` again, so that many retrying callers spread out.
+fn with_jitter(base: std::time::Duration) -> std::time::Duration {
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+    base + base.mul_f64(f64::from(byte[0]) / 510.0)
+}
+
+impl GcsBucket {
+    /// A server-side copy (`rewriteTo`): no byte passes through this process. The
+    /// destination precondition keeps an older generation from replacing a newer one;
+    /// retryable failures are tried again with backoff and jitter.
+    async fn rewrite_from(
+        &self,
+        source: &GcsBucket,
+        name: &ObjectName,
+        source_generation: i64,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        // Cloud Storage enforces ifGenerationMatch atomically; emulators may not, so
+        // check it here too (as for deletes).
+        if let Some(expected) = options.if_generation_match {
+            let live = match super::Bucket::head(self, name).await {
+                Ok(meta) => Some(meta.generation),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            super::check_generation(name, Some(expected), live)?;
+        }
+        let what = format!("cloud storage rewrite of {name} into {}", self.name);
+        let object = percent_encoding::utf8_percent_encode(name.as_str(), PATH_SEGMENT);
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{object}/rewriteTo/b/{}/o/{object}",
+            self.client.endpoint, source.name, self.name
+        );
+        let body = serde_json::json!({
+            "contentType": content_type_or_default(options.content_type),
+            "cacheControl": options.cache_control,
+            "metadata": options.metadata,
+        });
+        let mut rewrite_token: Option<String> = None;
+        loop {
+            let mut query = vec![("sourceGeneration", source_generation.to_string())];
+            if let Some(generation) = options.if_generation_match {
+                query.push(("ifGenerationMatch", generation.to_string()));
+            }
+            if let Some(token) = &rewrite_token {
+                query.push(("rewriteToken", token.clone()));
+            }
+            let mut attempt = 0;
+            let answer = loop {
+                let request = self.client.api_http.post(&url).query(&query).json(&body);
+                match self
+                    .rewrite_call(request, name, source, source_generation, &what)
+                    .await
+                {
+                    Err(failure) if failure.retryable && attempt < REWRITE_RETRIES => {
+                        let backoff = std::time::Duration::from_millis(100 << attempt);
+                        tracing::warn!(cause = %crate::error::Chain(&failure.error), attempt, "retrying a rewrite");
+                        tokio::time::sleep(with_jitter(backoff)).await;
+                        attempt += 1;
+                    }
+                    Err(failure) => return Err(failure.error),
+                    Ok(answer) => break answer,
+                }
+            };
+            if answer.done {
+                let object = answer.resource.ok_or_else(|| {
+                    Error::upstream_msg(format!("{what}: done, but no object in the answer"))
+                })?;
+                return Ok(to_meta(object));
+            }
+            rewrite_token = answer.rewrite_token;
+            if rewrite_token.is_none() {
+                return Err(Error::upstream_msg(format!(
+                    "{what}: not done, and no token to go on with"
+                )));
+            }
+        }
+    }
+
+    /// One `rewriteTo` call. A 404 is the source's generation being gone: a
+    /// precondition failure when the object has another generation by now.
+    async fn rewrite_call(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        name: &ObjectName,
+        source: &GcsBucket,
+        source_generation: i64,
+        what: &str,
+    ) -> Result<RewriteAnswer, CallFailure> {
+        if let Some(tokens) = &self.client.tokens {
+            let authorization = crate::gcp::authorization(tokens.as_ref(), what)
+                .await
+                .map_err(|error| CallFailure {
+                    error,
+                    retryable: true,
+                })?;
+            request = request.header(http::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await.map_err(|e| CallFailure {
+            retryable: e.is_timeout() || e.is_connect() || e.is_request(),
+            error: Error::from_http(what.to_string(), e),
+        })?;
+        match response.status().as_u16() {
+            200..=299 => response.json().await.map_err(|e| CallFailure {
+                retryable: e.is_timeout(),
+                error: Error::from_http(format!("{what}: reading the answer"), e),
+            }),
+            404 => Err(CallFailure::fatal(
+                match super::Bucket::head(source, name).await {
+                    Ok(live) => Error::PreconditionFailed(format!(
+                        "{name}: the source holds generation {}, not {source_generation}",
+                        live.generation
+                    )),
+                    Err(e) => e,
+                },
+            )),
+            412 => Err(CallFailure::fatal(Error::PreconditionFailed(format!(
+                "{name}: generation precondition failed"
+            )))),
+            code => Err(CallFailure {
+                retryable: matches!(code, 408 | 429 | 500..=599),
+                error: Error::upstream_msg(format!("{what}: {code}")),
+            }),
         }
     }
 }
@@ -324,6 +491,26 @@ impl super::Bucket for GcsBucket {
             .delete_object(&request)
             .await
             .map_err(|e| map_error(name.as_str(), e))
+    }
+
+    async fn copy_from(
+        &self,
+        source: &dyn super::Bucket,
+        name: &ObjectName,
+        source_generation: i64,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        match source.as_gcs() {
+            Some(source) if source.client.endpoint == self.client.endpoint => {
+                self.rewrite_from(source, name, source_generation, options)
+                    .await
+            }
+            _ => super::copy_by_streaming(self, source, name, source_generation, options).await,
+        }
+    }
+
+    fn as_gcs(&self) -> Option<&GcsBucket> {
+        Some(self)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

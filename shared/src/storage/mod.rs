@@ -146,6 +146,45 @@ pub trait Bucket: Send + Sync + std::fmt::Debug {
 
     /// Lists objects whose names start with `prefix`, in name order.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Copies generation `source_generation` of `name` from `source` into this bucket
+    /// as `options` say. [`Error::PreconditionFailed`] when the source holds another
+    /// generation by now or `options.if_generation_match` does not hold here. The bytes
+    /// stream through this process, unless both buckets are on Cloud Storage, where the
+    /// copy is a server-side rewrite.
+    async fn copy_from(
+        &self,
+        source: &dyn Bucket,
+        name: &ObjectName,
+        source_generation: i64,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        copy_by_streaming(self, source, name, source_generation, options).await
+    }
+
+    /// This bucket as a Cloud Storage bucket, when it is one (so that copies between two
+    /// such buckets stay on Google's side).
+    fn as_gcs(&self) -> Option<&GcsBucket> {
+        None
+    }
+}
+
+/// Copies through this process: reads the source, writes the destination.
+pub(crate) async fn copy_by_streaming<B: Bucket + ?Sized>(
+    destination: &B,
+    source: &dyn Bucket,
+    name: &ObjectName,
+    source_generation: i64,
+    options: PutOptions,
+) -> Result<ObjectMeta> {
+    let (meta, body) = source.get(name).await?;
+    if meta.generation != source_generation {
+        return Err(crate::Error::PreconditionFailed(format!(
+            "{name}: the source holds generation {}, not {source_generation}",
+            meta.generation
+        )));
+    }
+    destination.put(name, body, options).await
 }
 
 /// Opens the bucket called `name` on the configured backend.

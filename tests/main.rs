@@ -13,6 +13,7 @@
 //! - `discovery`: boot's edges from a stand-in Compute Engine API.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
+//! - `purge_retry`: a purge an edge does not take is retried until it does.
 //! - `replication`: event delivery semantics of the replicate function.
 //! - `timeouts`: silent upstreams answer 504 within the configured time.
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
@@ -25,6 +26,7 @@ mod end_to_end;
 mod harness;
 mod integrity;
 mod purge_auth;
+mod purge_retry;
 mod replication;
 mod sign_blob;
 mod signing_conformance;

@@ -20,6 +20,14 @@ use crate::error::{Error, Result};
 use crate::progress::LastProgress;
 use crate::storage::ByteStream;
 
+/// `base` plus up to half of it again, at random: retries from many callers spread out
+/// instead of arriving together.
+pub fn with_jitter(base: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+    base + base.mul_f64(f64::from(byte[0]) / 510.0)
+}
+
 /// A client builder with these settings' connect and read timeouts, for requests whose
 /// bodies are small (purges, events, metadata) and for downloads.
 pub fn client_builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {

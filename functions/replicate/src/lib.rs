@@ -34,7 +34,7 @@ use serde::Serialize;
 pub use apply::Outcome;
 pub use event::StorageChange;
 pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
-pub use purge::EdgePurger;
+pub use purge::{EdgePurger, PurgeReport};
 pub use reconcile::{ReconcileFailure, ReconcileReport};
 
 /// Largest event body accepted; storage events are a few kilobytes.
@@ -130,6 +130,8 @@ pub struct Report {
     pub regions: Vec<RegionReport>,
     /// Edges told to drop the object.
     pub edges_purged: usize,
+    /// Edges that did not take the purge yet: retried in the background until they do.
+    pub edges_retrying: usize,
 }
 
 /// The replicate router: `POST /` (CloudEvent), `GET /healthz`.
@@ -194,10 +196,11 @@ async fn handle_event(
         StorageEventKind::Finalized => change.data.generation,
         StorageEventKind::Deleted => change.data.generation.saturating_add(1),
     };
-    let edges_purged = state.purger.purge(&change.name, older_than).await?;
+    let purged = state.purger.purge(&change.name, older_than).await?;
+    let (edges_purged, edges_retrying) = (purged.reached, purged.retrying);
     tracing::info!(
         event = %change.event_id, kind = change.kind.as_str(), object = %change.name,
-        generation = change.data.generation, edges_purged, "event applied"
+        generation = change.data.generation, edges_purged, edges_retrying, "event applied"
     );
     Ok((
         StatusCode::OK,
@@ -207,6 +210,7 @@ async fn handle_event(
             generation: change.data.generation,
             regions,
             edges_purged,
+            edges_retrying,
         }),
     ))
 }

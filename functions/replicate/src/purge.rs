@@ -1,31 +1,59 @@
-//! Telling edges to drop an object: a [`PurgeRequest`] to every edge at once, with a
-//! short-lived purge token signed by the replicator's own key (edges verify it with the
-//! public half). Edges drop their copy only if it comes from a main-bucket generation older
-//! than `older_than`, so an edge that already fetched the new object keeps it.
+//! Telling edges to drop an object over HTTP (the local stack, any fixed fleet): a
+//! [`PurgeRequest`] to every edge at once, with a short-lived purge token signed by the
+//! replicator's own key (edges verify it with the public half). Edges drop their copy
+//! only if it comes from a main-bucket generation older than `older_than`, so an edge
+//! that already fetched the new object keeps it.
 //!
-//! An edge that refuses the connection holds no cache (it is not running), so that
-//! counts as done; any other failure fails the event so it is redelivered.
+//! A failure is never counted as done: an edge that does not take the purge (refused
+//! connection, timeout, an error answer) is tried again in the background, with backoff
+//! and jitter, until it takes it. An edge unreachable for longer than
+//! [`GIVE_UP_AFTER`] is given up on, loudly: by then any copy it held has expired. The
+//! event itself succeeds once the buckets hold the change; purges still being retried
+//! are reported, not hidden.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use meridian_shared::api::{PURGE_PATH, PurgeRequest};
 use meridian_shared::auth::{self, PurgeSigningKey};
 use meridian_shared::{Config, Error, ObjectName, Result};
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// First retry delay; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long an unreachable edge is retried: a day, longer than edges keep copies
+/// without an explicit Cache-Control (1 hour by default).
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Sends purges to a fixed set of edges.
 #[derive(Clone)]
 pub struct EdgePurger {
     http: reqwest::Client,
-    edges: Vec<String>,
+    edges: Arc<Vec<String>>,
     key: Arc<PurgeSigningKey>,
+}
+
+/// What a purge did at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// Edges that took it.
+    pub reached: usize,
+    /// Edges that did not (yet): retried in the background until they do.
+    pub retrying: usize,
 }
 
 impl EdgePurger {
     /// Purges `edges` (base URLs) with tokens signed by `key`; `http` must trust the
     /// edges' certificates.
     pub fn new(http: reqwest::Client, edges: Vec<String>, key: Arc<PurgeSigningKey>) -> EdgePurger {
-        EdgePurger { http, edges, key }
+        EdgePurger {
+            http,
+            edges: Arc::new(edges),
+            key,
+        }
     }
 
     /// Every edge of every region in `config`, with an HTTP client bounded by the
@@ -46,38 +74,76 @@ impl EdgePurger {
         ))
     }
 
-    /// Tells every edge to drop copies of `name` older than generation `older_than`;
-    /// returns how many edges were reached.
-    pub async fn purge(&self, name: &ObjectName, older_than: i64) -> Result<usize> {
-        let token = self.key.mint("replicate", auth::unix_now())?;
-        let body = PurgeRequest {
+    /// Tells every edge to drop copies of `name` older than generation `older_than`.
+    /// Edges that do not take it now are retried in the background (see the module).
+    pub async fn purge(&self, name: &ObjectName, older_than: i64) -> Result<PurgeReport> {
+        let request = PurgeRequest {
             name: name.to_string(),
             older_than: Some(older_than),
         };
-        let sends = self.edges.iter().map(|edge| {
-            let request = self
-                .http
-                .post(format!("{}{PURGE_PATH}", edge.trim_end_matches('/')))
-                .bearer_auth(&token)
-                .json(&body);
-            async move { (edge, request.send().await) }
-        });
-        let mut reached = 0;
-        for (edge, result) in join_all(sends).await {
-            match result {
-                Ok(response) if response.status().is_success() => reached += 1,
-                Ok(response) => {
-                    return Err(Error::upstream_msg(format!(
-                        "edge {edge} refused purge: {}",
-                        response.status()
-                    )));
+        let request = &request;
+        let sends = self
+            .edges
+            .iter()
+            .map(|edge| async move { (edge, self.send(edge, request).await) });
+        let mut report = PurgeReport::default();
+        for (edge, sent) in join_all(sends).await {
+            match sent {
+                Ok(()) => report.reached += 1,
+                Err(e) => {
+                    tracing::warn!(%edge, object = %name, cause = %meridian_shared::error::Chain(&e), "purge not taken; retrying in the background");
+                    report.retrying += 1;
+                    let purger = self.clone();
+                    let (edge, request) = (edge.clone(), request.clone());
+                    tokio::spawn(async move { purger.retry(&edge, &request).await });
                 }
-                Err(e) if e.is_connect() => {
-                    tracing::debug!(%edge, "edge not reachable; nothing cached there to purge");
-                }
-                Err(e) => return Err(Error::from_http(format!("purge at edge {edge}"), e)),
             }
         }
-        Ok(reached)
+        Ok(report)
+    }
+
+    /// One attempt at one edge, with a fresh token.
+    async fn send(&self, edge: &str, request: &PurgeRequest) -> Result<()> {
+        let token = self.key.mint("replicate", auth::unix_now())?;
+        let response = self
+            .http
+            .post(format!("{}{PURGE_PATH}", edge.trim_end_matches('/')))
+            .bearer_auth(token)
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| Error::from_http(format!("purge at edge {edge}"), e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Error::upstream_msg(format!(
+                "edge {edge} refused the purge: {}",
+                response.status()
+            )))
+        }
+    }
+
+    /// Tries `edge` again, with backoff and jitter, until it takes the purge or
+    /// [`GIVE_UP_AFTER`] has passed.
+    async fn retry(&self, edge: &str, request: &PurgeRequest) {
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 2u32.. {
+            tokio::time::sleep(meridian_shared::outbound::with_jitter(backoff)).await;
+            match self.send(edge, request).await {
+                Ok(()) => {
+                    tracing::info!(%edge, object = %request.name, attempt, "purge taken after retrying");
+                    return;
+                }
+                Err(e) if started.elapsed() >= GIVE_UP_AFTER => {
+                    tracing::error!(%edge, object = %request.name, attempt, cause = %meridian_shared::error::Chain(&e), "giving up a purge: the edge has been unreachable for a day");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(%edge, object = %request.name, attempt, cause = %meridian_shared::error::Chain(&e), "purge still not taken");
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
 }

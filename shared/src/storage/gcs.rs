@@ -177,13 +177,6 @@ impl CallFailure {
     }
 }
 
-/// Up to half of `base` again, so that many retrying callers spread out.
-fn with_jitter(base: std::time::Duration) -> std::time::Duration {
-    let mut byte = [0u8; 1];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
-    base + base.mul_f64(f64::from(byte[0]) / 510.0)
-}
-
 impl GcsBucket {
     /// A server-side copy (`rewriteTo`): no byte passes through this process. The
     /// destination precondition keeps an older generation from replacing a newer one;
@@ -235,7 +228,7 @@ impl GcsBucket {
                     Err(failure) if failure.retryable && attempt < REWRITE_RETRIES => {
                         let backoff = std::time::Duration::from_millis(100 << attempt);
                         tracing::warn!(cause = %crate::error::Chain(&failure.error), attempt, "retrying a rewrite");
-                        tokio::time::sleep(with_jitter(backoff)).await;
+                        tokio::time::sleep(outbound::with_jitter(backoff)).await;
                         attempt += 1;
                     }
                     Err(failure) => return Err(failure.error),

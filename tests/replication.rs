@@ -389,3 +389,35 @@ async fn a_deletion_of_an_overwritten_generation_never_removes_the_object() {
         .assert_replicas(Some(("version two", second.generation)))
         .await;
 }
+
+#[tokio::test]
+async fn periodic_reconciliation_repairs_without_being_asked() {
+    let replicator = Replicator::start().await;
+    let periodic = replicator
+        .state
+        .spawn_periodic_reconcile(std::time::Duration::from_millis(100));
+    // An upload whose event never arrives: a later round copies it everywhere.
+    let written = replicator.write_main("announced to nobody").await;
+    let started = std::time::Instant::now();
+    let name = ObjectName::new(SAMPLE_OBJECT).expect("name");
+    loop {
+        let mut copied = 0;
+        for replica in &replicator.replicas {
+            if replica.head(&name).await.is_ok() {
+                copied += 1;
+            }
+        }
+        if copied == replicator.replicas.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "only {copied} regions caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    replicator
+        .assert_replicas(Some(("announced to nobody", written.generation)))
+        .await;
+    periodic.abort();
+}

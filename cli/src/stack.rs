@@ -218,6 +218,17 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         spawn(listener, meridian_edge::router(state), Some(tls));
     }
 
+    if let Some(seconds) = config.replicate.reconcile_every_seconds {
+        let periodic =
+            replicate_state.spawn_periodic_reconcile(std::time::Duration::from_secs(seconds));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            shutdown.cancelled().await;
+            periodic.abort();
+            Ok(())
+        });
+    }
+
     // Events still being retried when a previous run stopped were lost with it;
     // catch up in the background so startup stays quick.
     tokio::spawn(async move {

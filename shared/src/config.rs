@@ -41,6 +41,18 @@ pub struct Config {
     pub boot: BootSettings,
     /// Timeouts for calls to other services.
     pub outbound: OutboundSettings,
+    /// Replicator settings.
+    pub replicate: ReplicateSettings,
+}
+
+/// Replicator settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicateSettings {
+    /// Also reconcile every regional bucket with the main bucket this often, in seconds,
+    /// repairing what lost events left behind. Default: none (`meridian up` reconciles
+    /// at every start). Env: `MERIDIAN_RECONCILE_EVERY_SECONDS`.
+    pub reconcile_every_seconds: Option<u64>,
 }
 
 impl Default for Config {
@@ -54,6 +66,7 @@ impl Default for Config {
             edge: EdgeSettings::default(),
             boot: BootSettings::default(),
             outbound: OutboundSettings::default(),
+            replicate: ReplicateSettings::default(),
         }
     }
 }
@@ -492,6 +505,13 @@ impl Config {
         if let Some(v) = var("MERIDIAN_DISCOVERY_PROJECT") {
             self.boot.discovery.project = Some(v);
         }
+        if let Some(v) = var("MERIDIAN_RECONCILE_EVERY_SECONDS") {
+            self.replicate.reconcile_every_seconds = Some(v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "MERIDIAN_RECONCILE_EVERY_SECONDS: {v:?} is not a number of seconds"
+                ))
+            })?);
+        }
         if let Some(v) = var("MERIDIAN_SIGNING_ENDPOINT") {
             self.signing.endpoint = v;
         }
@@ -599,6 +619,12 @@ impl Config {
             return bad(
                 "outbound.request_timeout_ms".into(),
                 "must be greater than 0".into(),
+            );
+        }
+        if self.replicate.reconcile_every_seconds == Some(0) {
+            return bad(
+                "replicate.reconcile_every_seconds".into(),
+                "must be greater than 0 (leave it out for none)".into(),
             );
         }
         let discovery = &self.boot.discovery;
@@ -779,6 +805,11 @@ mod tests {
         assert!(in_region.contains("latitude"), "{in_region}");
         let in_location = err("[boot.default_location]\nlat = 1.0\nlon = 2.0\nlatitude = 3.0\n");
         assert!(in_location.contains("latitude"), "{in_location}");
+        let reconcile = err("[replicate]\nreconcile_every_seconds = 0\n");
+        assert!(
+            reconcile.contains("replicate.reconcile_every_seconds"),
+            "{reconcile}"
+        );
         let timeout = err("[outbound]\nrequest_timeout_ms = 0\n");
         assert!(timeout.contains("outbound.request_timeout_ms"), "{timeout}");
     }

@@ -95,6 +95,34 @@ impl ReplicateState {
 }
 
 impl ReplicateState {
+    /// Reconciles every `every` in the background, for as long as the returned task
+    /// lives (abort it to stop). A failed round is logged; the next one runs anyway.
+    pub fn spawn_periodic_reconcile(
+        &self,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // the first tick is immediate; start one period in
+            loop {
+                ticks.tick().await;
+                match state.reconcile().await {
+                    Ok(report) => tracing::info!(
+                        copied = report.copied,
+                        deleted = report.deleted,
+                        skipped = report.failed.len(),
+                        "periodic reconciliation"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(cause = %meridian_shared::error::Chain(&e), "periodic reconciliation failed")
+                    }
+                }
+            }
+        })
+    }
+
     /// Compares the main bucket with every regional bucket and repairs what missed
     /// events left behind, then purges the changed objects at every edge.
     pub async fn reconcile(&self) -> Result<ReconcileReport> {

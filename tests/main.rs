@@ -15,6 +15,7 @@
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
 //! - `purge_retry`: a purge an edge does not take is retried until it does.
 //! - `replication`: event delivery semantics of the replicate function.
+//! - `sync`: `meridian sync` plans, repairs, and is idempotent.
 //! - `timeouts`: silent upstreams answer 504 within the configured time.
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
 
@@ -31,5 +32,6 @@ mod replication;
 mod sign_blob;
 mod signing_conformance;
 mod storage_suite;
+mod sync;
 mod timeouts;
 mod upload_security;

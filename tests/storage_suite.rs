@@ -224,6 +224,23 @@ async fn behaves_like_a_bucket(bucket: Arc<dyn Bucket>) {
         .map(|m| m.name)
         .collect();
     assert_eq!(listed, ["list/a", "list/b", "list/c/d"]);
+
+    // Walking the pages finds the same objects.
+    let mut paged = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = bucket
+            .list_page("list/", token.as_deref())
+            .await
+            .expect("page");
+        paged.extend(page.objects.into_iter().map(|m| m.name));
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    paged.sort();
+    assert_eq!(paged, listed);
 }
 
 /// Copies from `source` into `destination`: bytes, content type, cache control and

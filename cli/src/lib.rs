@@ -6,6 +6,7 @@
 //! - [`gateway`]: the local storage gateway (signed-URL uploads).
 //! - [`local`]: the data folder's secrets and CA trust, shared by stack and clients.
 //! - [`notify`]: storage events from the local main bucket to the replicator.
+//! - [`sync`]: `meridian sync`, repairing regional buckets (anti-entropy).
 //! - [`stackfile`]: `stack.json`, how client commands find a running stack.
 //! - [`cost`]: what a deployment costs on Google Cloud, from a usage model.
 //! - [`client`]: the client commands.
@@ -19,6 +20,7 @@ pub mod local;
 pub mod notify;
 pub mod stack;
 pub mod stackfile;
+pub mod sync;
 
 pub use error::{CliError, Result};
 pub use stack::{Ports, RunningStack, StackOptions};

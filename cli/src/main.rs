@@ -80,6 +80,15 @@ enum Command {
         #[command(flatten)]
         location: LocationArgs,
     },
+    /// Repair every regional bucket from the main bucket (what lost events left behind).
+    Sync {
+        /// Deployment config (TOML); the 10 default regions when absent.
+        #[arg(long, env = "MERIDIAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Estimate a month of a deployment on Google Cloud, line by line.
     Cost {
         /// Price the original design's estimate exactly as it was made.
@@ -155,6 +164,7 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
             println!("deleted {name}");
             Ok(())
         }
+        Command::Sync { config, dry_run } => sync(&data_dir, config, dry_run).await,
         Command::Cost {
             seed,
             model,
@@ -175,6 +185,56 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn sync(
+    data_dir: &std::path::Path,
+    config: Option<PathBuf>,
+    dry_run: bool,
+) -> meridian_cli::Result<()> {
+    let config = meridian_shared::Config::load(config.as_deref())?;
+    let spinner = indicatif::ProgressBar::new_spinner().with_message("objects checked");
+    spinner.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} sync: {pos} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let counter = spinner.clone();
+    let synced =
+        meridian_cli::sync::sync(data_dir, config, dry_run, &move |n| counter.inc(n)).await?;
+    spinner.finish_and_clear();
+    let report = &synced.reconcile;
+    for planned in &report.planned {
+        println!(
+            "{:<7} {:<22} {}",
+            planned.action, planned.region, planned.name
+        );
+    }
+    for failed in &report.failed {
+        eprintln!(
+            "skipped {} in {}: {}",
+            failed.name, failed.region, failed.reason
+        );
+    }
+    if dry_run {
+        println!(
+            "plan: {} copies, {} deletions, {} skipped (dry run: nothing changed)",
+            report.copied,
+            report.deleted,
+            report.failed.len()
+        );
+    } else {
+        let purged = match synced.edges {
+            0 => "no stack running here, so no edge to purge".to_string(),
+            edges => format!("purged {} objects at {edges} edges", report.changed.len()),
+        };
+        println!(
+            "copied {}, deleted {}, skipped {}; {purged}",
+            report.copied,
+            report.deleted,
+            report.failed.len()
+        );
+    }
+    Ok(())
 }
 
 fn cost(

@@ -138,4 +138,12 @@ impl Bucket for NotifyingBucket {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         self.inner.list(prefix).await
     }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+    ) -> Result<meridian_shared::storage::ListPage> {
+        self.inner.list_page(prefix, page_token).await
+    }
 }

@@ -35,7 +35,7 @@ pub use apply::Outcome;
 pub use event::StorageChange;
 pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use purge::{EdgePurger, PurgeReport};
-pub use reconcile::{ReconcileFailure, ReconcileReport};
+pub use reconcile::{PlannedChange, ReconcileFailure, ReconcileMode, ReconcileReport};
 
 /// Largest event body accepted; storage events are a few kilobytes.
 const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -126,7 +126,18 @@ impl ReplicateState {
     /// Compares the main bucket with every regional bucket and repairs what missed
     /// events left behind, then purges the changed objects at every edge.
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
-        let report = reconcile::reconcile(self.main.as_ref(), &self.replicas).await?;
+        self.reconcile_with(ReconcileMode::Repair, &|_| {}).await
+    }
+
+    /// [`ReplicateState::reconcile`], or with [`ReconcileMode::Plan`] only what it
+    /// would do; `checked` is told every object looked at.
+    pub async fn reconcile_with(
+        &self,
+        mode: ReconcileMode,
+        checked: &(dyn Fn(u64) + Sync),
+    ) -> Result<ReconcileReport> {
+        let report =
+            reconcile::reconcile(self.main.as_ref(), &self.replicas, mode, checked).await?;
         for (name, keep_from) in &report.changed {
             if let Ok(name) = meridian_shared::ObjectName::new(name.clone()) {
                 self.purger.purge(&name, *keep_from).await?;

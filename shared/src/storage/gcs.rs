@@ -508,27 +508,40 @@ impl super::Bucket for GcsBucket {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let mut found = Vec::new();
-        let mut page_token = None;
+        let mut page_token: Option<String> = None;
         loop {
-            let request = ListObjectsRequest {
-                bucket: self.name.clone(),
-                prefix: Some(prefix.to_string()),
-                page_token: page_token.take(),
-                ..Default::default()
-            };
-            let page = self
-                .client
-                .client
-                .list_objects(&request)
-                .await
-                .map_err(|e| map_error(prefix, e))?;
-            found.extend(page.items.unwrap_or_default().into_iter().map(to_meta));
+            let page = self.list_page(prefix, page_token.as_deref()).await?;
+            found.extend(page.objects);
             match page.next_page_token {
-                Some(token) if !token.is_empty() => page_token = Some(token),
-                _ => break,
+                Some(token) => page_token = Some(token),
+                None => break,
             }
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
+    }
+
+    async fn list_page(&self, prefix: &str, page_token: Option<&str>) -> Result<super::ListPage> {
+        let request = ListObjectsRequest {
+            bucket: self.name.clone(),
+            prefix: Some(prefix.to_string()),
+            page_token: page_token.map(str::to_string),
+            ..Default::default()
+        };
+        let page = self
+            .client
+            .client
+            .list_objects(&request)
+            .await
+            .map_err(|e| map_error(prefix, e))?;
+        Ok(super::ListPage {
+            objects: page
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(to_meta)
+                .collect(),
+            next_page_token: page.next_page_token.filter(|t| !t.is_empty()),
+        })
     }
 }

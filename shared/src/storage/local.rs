@@ -176,6 +176,35 @@ fn remove_abandoned_uploads(staging: &Path) -> Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
+/// About how many objects a listing page holds.
+const PAGE_OBJECTS: usize = 1000;
+
+/// The fan folders of `objects`, in name order.
+fn fans(objects: &Path) -> Result<Vec<PathBuf>> {
+    let mut fans = std::fs::read_dir(objects)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    fans.sort();
+    Ok(fans)
+}
+
+/// The objects of one fan folder whose names start with `prefix`. One damaged object
+/// must not hide every other one from a listing (and so from a reconciliation): it is
+/// reported and skipped.
+fn list_fan(fan: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    let mut found = Vec::new();
+    for object_dir in std::fs::read_dir(fan)? {
+        match read_meta(&object_dir?.path()) {
+            Ok(Some(meta)) if meta.name.starts_with(prefix) => found.push(meta),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(cause = %crate::error::Chain(&e), "listing skips an object whose metadata cannot be read")
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Runs a commit step on the blocking pool while holding the bucket's file lock, so
 /// that commits from every process sharing the folder are serialised.
 async fn locked<T: Send + 'static>(
@@ -369,19 +398,40 @@ impl super::Bucket for LocalBucket {
         let prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || {
             let mut found = Vec::new();
-            for fan in std::fs::read_dir(&objects)? {
-                for object_dir in std::fs::read_dir(fan?.path())? {
-                    // One damaged object must not hide every other one from a listing
-                    // (and so from a reconciliation): report it and go on.
-                    match read_meta(&object_dir?.path()) {
-                        Ok(Some(meta)) if meta.name.starts_with(&prefix) => found.push(meta),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(cause = %crate::error::Chain(&e), "listing skips an object whose metadata cannot be read"),
-                    }
-                }
+            for fan in fans(&objects)? {
+                found.extend(list_fan(&fan, &prefix)?);
             }
             found.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(found)
+        })
+        .await
+        .map_err(|e| Error::internal("listing task failed", e))?
+    }
+
+    async fn list_page(&self, prefix: &str, page_token: Option<&str>) -> Result<super::ListPage> {
+        let objects = self.dir.join("objects");
+        let prefix = prefix.to_string();
+        // A page is whole fan folders (objects are spread over 256 by name hash), as
+        // many as it takes to reach about PAGE_OBJECTS; the token names the next fan.
+        let start = page_token.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let mut page = super::ListPage::default();
+            for fan in fans(&objects)? {
+                let fan_name = fan.file_name().map(|n| n.to_string_lossy().into_owned());
+                if start
+                    .as_ref()
+                    .is_some_and(|start| fan_name.as_ref() < Some(start))
+                {
+                    continue;
+                }
+                if page.objects.len() >= PAGE_OBJECTS {
+                    page.next_page_token = fan_name;
+                    break;
+                }
+                page.objects.extend(list_fan(&fan, &prefix)?);
+            }
+            page.objects.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(page)
         })
         .await
         .map_err(|e| Error::internal("listing task failed", e))?

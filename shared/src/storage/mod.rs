@@ -147,6 +147,20 @@ pub trait Bucket: Send + Sync + std::fmt::Debug {
     /// Lists objects whose names start with `prefix`, in name order.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 
+    /// One page of the objects whose names start with `prefix`: start with `None`, go on
+    /// with each page's `next_page_token` until it is `None`. Pages are bounded, so a
+    /// walk over a large bucket never holds it whole; the order across pages is the
+    /// backend's own. By default one page holds everything.
+    async fn list_page(&self, prefix: &str, page_token: Option<&str>) -> Result<ListPage> {
+        if page_token.is_some() {
+            return Err(crate::Error::BadRequest("unknown page token".into()));
+        }
+        Ok(ListPage {
+            objects: self.list(prefix).await?,
+            next_page_token: None,
+        })
+    }
+
     /// Copies generation `source_generation` of `name` from `source` into this bucket
     /// as `options` say. [`Error::PreconditionFailed`] when the source holds another
     /// generation by now or `options.if_generation_match` does not hold here. The bytes
@@ -167,6 +181,15 @@ pub trait Bucket: Send + Sync + std::fmt::Debug {
     fn as_gcs(&self) -> Option<&GcsBucket> {
         None
     }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListPage {
+    /// The objects of this page.
+    pub objects: Vec<ObjectMeta>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_page_token: Option<String>,
 }
 
 /// Copies through this process: reads the source, writes the destination.

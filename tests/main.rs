@@ -9,6 +9,7 @@
 //! - `signing_conformance`: Google's V4 signed-URL conformance cases.
 //! - `connection_limits`: silent and idle connections, over TLS, HTTP/1.1 and HTTP/2.
 //! - `container_contract`: every binary serves on `$PORT`, logs JSON, drains on SIGTERM.
+//! - `convergence`: any mangled event stream plus one sync leaves every region equal.
 //! - `credentials`: Cloud Storage credentials against a stand-in token endpoint.
 //! - `discovery`: boot's edges from a stand-in Compute Engine API.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
@@ -21,6 +22,7 @@
 
 mod connection_limits;
 mod container_contract;
+mod convergence;
 mod credentials;
 mod discovery;
 mod end_to_end;

@@ -192,64 +192,70 @@ async fn handle_event(
     let event = cloudevents::binding::http::to_event(&headers, body.to_vec())
         .map_err(|e| Error::BadRequest(format!("not a CloudEvent: {e}")))?;
     let change = StorageChange::from_event(&event)?;
-    if change.data.bucket != state.main.name() {
-        return Err(Error::BadRequest(format!(
-            "event is for bucket {:?}; this replicator serves {:?}",
-            change.data.bucket,
-            state.main.name()
-        )));
-    }
-    let outcomes = join_all(
-        state
-            .replicas
-            .iter()
-            .map(|replica| apply::apply(&change, state.main.as_ref(), replica.bucket.as_ref())),
-    )
-    .await;
-    let mut regions = Vec::new();
-    let mut failures = Vec::new();
-    for (replica, outcome) in state.replicas.iter().zip(outcomes) {
-        match outcome {
-            Ok(outcome) => regions.push(RegionReport {
-                region: replica.region.clone(),
-                outcome,
-            }),
-            Err(e) => failures.push(format!(
-                "{}: {}",
-                replica.region,
-                meridian_shared::error::Chain(&e)
-            )),
+    Ok((StatusCode::OK, Json(state.apply(&change).await?)))
+}
+
+impl ReplicateState {
+    /// Applies one change to every regional bucket, then tells edges to drop older
+    /// copies: the one core every way a change arrives goes through. `Ok` once every
+    /// regional bucket holds the result; [`Error::Upstream`] (502, redelivered) when any
+    /// failed; [`Error::BadRequest`] for a change about another bucket.
+    pub async fn apply(&self, change: &StorageChange) -> Result<Report> {
+        if change.data.bucket != self.main.name() {
+            return Err(Error::BadRequest(format!(
+                "event is for bucket {:?}; this replicator serves {:?}",
+                change.data.bucket,
+                self.main.name()
+            )));
         }
-    }
-    if !failures.is_empty() {
-        // 502 makes Eventarc redeliver; the regions that succeeded will be no-ops then.
-        tracing::error!(event = %change.event_id, object = %change.name, failures = ?failures, "replication incomplete");
-        return Err(Error::upstream_msg(format!(
-            "replication incomplete in {} regions",
-            failures.len()
-        )));
-    }
-    // Edges keep copies at least as new as the event's generation (they fetched the
-    // new object already); for a deletion, the deleted generation goes too.
-    let older_than = match change.kind {
-        StorageEventKind::Finalized => change.data.generation,
-        StorageEventKind::Deleted => change.data.generation.saturating_add(1),
-    };
-    let purged = state.purger.purge(&change.name, older_than).await?;
-    let (edges_purged, edges_retrying) = (purged.reached, purged.retrying);
-    tracing::info!(
-        event = %change.event_id, kind = change.kind.as_str(), object = %change.name,
-        generation = change.data.generation, edges_purged, edges_retrying, "event applied"
-    );
-    Ok((
-        StatusCode::OK,
-        Json(Report {
-            event_id: change.event_id,
+        let outcomes = join_all(
+            self.replicas
+                .iter()
+                .map(|replica| apply::apply(change, self.main.as_ref(), replica.bucket.as_ref())),
+        )
+        .await;
+        let mut regions = Vec::new();
+        let mut failures = Vec::new();
+        for (replica, outcome) in self.replicas.iter().zip(outcomes) {
+            match outcome {
+                Ok(outcome) => regions.push(RegionReport {
+                    region: replica.region.clone(),
+                    outcome,
+                }),
+                Err(e) => failures.push(format!(
+                    "{}: {}",
+                    replica.region,
+                    meridian_shared::error::Chain(&e)
+                )),
+            }
+        }
+        if !failures.is_empty() {
+            // 502 makes Eventarc redeliver; the regions that succeeded will be no-ops then.
+            tracing::error!(event = %change.event_id, object = %change.name, failures = ?failures, "replication incomplete");
+            return Err(Error::upstream_msg(format!(
+                "replication incomplete in {} regions",
+                failures.len()
+            )));
+        }
+        // Edges keep copies at least as new as the event's generation (they fetched the
+        // new object already); for a deletion, the deleted generation goes too.
+        let older_than = match change.kind {
+            StorageEventKind::Finalized => change.data.generation,
+            StorageEventKind::Deleted => change.data.generation.saturating_add(1),
+        };
+        let purged = self.purger.purge(&change.name, older_than).await?;
+        tracing::info!(
+            event = %change.event_id, kind = change.kind.as_str(), object = %change.name,
+            generation = change.data.generation, edges_purged = purged.reached,
+            edges_retrying = purged.retrying, "event applied"
+        );
+        Ok(Report {
+            event_id: change.event_id.clone(),
             name: change.name.to_string(),
             generation: change.data.generation,
             regions,
-            edges_purged,
-            edges_retrying,
-        }),
-    ))
+            edges_purged: purged.reached,
+            edges_retrying: purged.retrying,
+        })
+    }
 }

@@ -421,3 +421,70 @@ async fn periodic_reconciliation_repairs_without_being_asked() {
         .await;
     periodic.abort();
 }
+
+/// A Pub/Sub push envelope of the sample notification `index` (a pull answer from
+/// fake-gcs-server and the Pub/Sub emulator), about the replicator's bucket at
+/// `generation`.
+fn push_envelope(index: usize, generation: i64) -> serde_json::Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pulled: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(testdata("pubsub/gcs-notifications-pull.json")).expect("sample"),
+    )
+    .expect("json");
+    let mut message = pulled["receivedMessages"][index]["message"].clone();
+    let mut object: serde_json::Value = serde_json::from_slice(
+        &b64.decode(message["data"].as_str().expect("data"))
+            .expect("b64"),
+    )
+    .expect("object");
+    object["bucket"] = SAMPLE_BUCKET.into();
+    object["name"] = SAMPLE_OBJECT.into();
+    object["generation"] = generation.to_string().into();
+    message["data"] = b64.encode(object.to_string()).into();
+    message["attributes"]["bucketId"] = SAMPLE_BUCKET.into();
+    message["attributes"]["objectId"] = SAMPLE_OBJECT.into();
+    message["attributes"]["objectGeneration"] = generation.to_string().into();
+    serde_json::json!({"message": message, "subscription": "projects/test-project/subscriptions/replicator"})
+}
+
+#[tokio::test]
+async fn pubsub_pushes_apply_like_eventarc_events() {
+    let replicator = Replicator::start().await;
+    let push = |envelope: serde_json::Value| {
+        let request = replicator
+            .http
+            .post(format!("{}pubsub", replicator.url))
+            .json(&envelope);
+        async move { request.send().await.expect("replicator answers").status() }
+    };
+    let written = replicator.write_main("pushed").await;
+    // OBJECT_FINALIZE, twice (at-least-once): one copy per region, the second a no-op.
+    for _ in 0..2 {
+        assert_eq!(push(push_envelope(0, written.generation)).await, 200);
+    }
+    replicator
+        .assert_replicas(Some(("pushed", written.generation)))
+        .await;
+    // OBJECT_METADATA_UPDATE: acknowledged, nothing changes.
+    let mut metadata = push_envelope(0, written.generation);
+    metadata["message"]["attributes"]["eventType"] = "OBJECT_METADATA_UPDATE".into();
+    assert_eq!(push(metadata).await, 204);
+    // Not an envelope: 400, so Pub/Sub does not push it forever.
+    let refused = replicator
+        .http
+        .post(format!("{}pubsub", replicator.url))
+        .body("{\"not\": \"an envelope\"}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(refused.status(), 400);
+    // OBJECT_DELETE of that generation: every copy goes.
+    replicator
+        .main
+        .delete(&ObjectName::new(SAMPLE_OBJECT).expect("name"), None)
+        .await
+        .expect("delete");
+    assert_eq!(push(push_envelope(1, written.generation)).await, 200);
+    replicator.assert_replicas(None).await;
+}

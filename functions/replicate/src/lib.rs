@@ -2,7 +2,9 @@
 //! bucket, then tells edges to drop their cached copy.
 //!
 //! `POST /` takes an Eventarc CloudEvent (binary or structured mode) of type
-//! `google.cloud.storage.object.v1.finalized` or `.deleted`. Delivery is
+//! `google.cloud.storage.object.v1.finalized` or `.deleted`; `POST /pubsub` a Pub/Sub
+//! push of a Cloud Storage notification. Both become one [`StorageChange`] applied by
+//! [`ReplicateState::apply`]. Delivery is
 //! at-least-once and unordered, so applying an event is idempotent and never lets an
 //! older generation replace a newer one. The answer is 2xx only once every regional
 //! bucket holds the result; 5xx when any failed (the platform redelivers); 400 for
@@ -10,13 +12,15 @@
 //!
 //! # Layout
 //! - `event`: reading a CloudEvent into a storage change.
+//! - `pubsub`: reading a Pub/Sub push of a Cloud Storage notification.
 //! - `apply`: bringing one regional bucket in line with the main bucket.
 //! - `purge`: telling edges to drop an object.
 //! - `reconcile`: catching up after missed events.
-//! - this file: state, router and the handler.
+//! - this file: state, the one `apply` core, router and handlers.
 
 mod apply;
 mod event;
+mod pubsub;
 mod purge;
 mod reconcile;
 
@@ -34,6 +38,7 @@ use serde::Serialize;
 pub use apply::Outcome;
 pub use event::StorageChange;
 pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
+pub use pubsub::Notification;
 pub use purge::{EdgePurger, PurgeReport};
 pub use reconcile::{PlannedChange, ReconcileFailure, ReconcileMode, ReconcileReport};
 
@@ -177,6 +182,7 @@ pub struct Report {
 pub fn router(state: ReplicateState) -> Router {
     Router::new()
         .route("/", post(handle_event))
+        .route("/pubsub", post(handle_push))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .with_state(state)
@@ -193,6 +199,23 @@ async fn handle_event(
         .map_err(|e| Error::BadRequest(format!("not a CloudEvent: {e}")))?;
     let change = StorageChange::from_event(&event)?;
     Ok((StatusCode::OK, Json(state.apply(&change).await?)))
+}
+
+/// `POST /pubsub`: a Cloud Storage notification pushed by Pub/Sub. 2xx acknowledges it
+/// (200 with the report, 204 for events with nothing to do); 5xx makes Pub/Sub push it
+/// again; 400 for envelopes that can never apply.
+async fn handle_push(
+    State(state): State<ReplicateState>,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    match Notification::from_push(&body)? {
+        Notification::Change(change) => Ok(Json(state.apply(&change).await?).into_response()),
+        Notification::Ignored(event_type) => {
+            tracing::debug!(%event_type, "notification with nothing to replicate");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
 }
 
 impl ReplicateState {

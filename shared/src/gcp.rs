@@ -11,6 +11,7 @@ use gcloud_storage::client::google_cloud_auth::project::Config as AuthConfig;
 use gcloud_storage::client::google_cloud_auth::token::DefaultTokenSourceProvider;
 use token_source::{TokenSource, TokenSourceProvider};
 
+use crate::config::GoogleCredentials;
 use crate::error::{Error, Result};
 
 /// Credentials for `scopes`: the key file `key_file` when given, else Application
@@ -38,15 +39,26 @@ pub async fn token_provider(
     })
 }
 
-/// A token source for `scopes` (see [`token_provider`]).
-pub async fn token_source(
+/// Credentials for a client of one Google API: `None` when `credentials` make it
+/// anonymous for `endpoint` (an emulator or stand-in, see
+/// [`GoogleCredentials::for_endpoint`]), else a token source for `scopes` (see
+/// [`token_provider`]).
+pub async fn credentials_for(
+    credentials: GoogleCredentials,
+    endpoint: &str,
+    google_endpoint: &str,
     key_file: Option<&Path>,
     scopes: &'static [&'static str],
     field: &str,
-) -> Result<Arc<dyn TokenSource>> {
-    Ok(token_provider(key_file, scopes, field)
-        .await?
-        .token_source())
+) -> Result<Option<Arc<dyn TokenSource>>> {
+    if credentials.for_endpoint(endpoint, google_endpoint) == GoogleCredentials::Anonymous {
+        return Ok(None);
+    }
+    Ok(Some(
+        token_provider(key_file, scopes, field)
+            .await?
+            .token_source(),
+    ))
 }
 
 /// Sends a call to a Google JSON API (with `tokens`' credentials when given) and reads

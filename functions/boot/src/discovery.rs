@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use meridian_shared::config::{DiscoverySettings, GOOGLE_COMPUTE_ENDPOINT, GoogleCredentials};
+use meridian_shared::config::{DiscoverySettings, GOOGLE_COMPUTE_ENDPOINT};
 use meridian_shared::regions::Region;
 use meridian_shared::{Error, Result};
 use serde::Deserialize;
@@ -67,20 +67,15 @@ impl ComputeDiscovery {
         limits: &meridian_shared::config::OutboundSettings,
     ) -> Result<ComputeDiscovery> {
         let project = settings.project.clone().unwrap_or_default();
-        let tokens = match settings
-            .credentials
-            .for_endpoint(&settings.compute_endpoint, GOOGLE_COMPUTE_ENDPOINT)
-        {
-            GoogleCredentials::Anonymous => None,
-            _ => Some(
-                meridian_shared::gcp::token_source(
-                    settings.credentials_file.as_deref(),
-                    &COMPUTE_SCOPES,
-                    "boot.discovery.credentials_file",
-                )
-                .await?,
-            ),
-        };
+        let tokens = meridian_shared::gcp::credentials_for(
+            settings.credentials,
+            &settings.compute_endpoint,
+            GOOGLE_COMPUTE_ENDPOINT,
+            settings.credentials_file.as_deref(),
+            &COMPUTE_SCOPES,
+            "boot.discovery.credentials_file",
+        )
+        .await?;
         let (key, value) = settings.label.split_once('=').unwrap_or_default();
         Ok(ComputeDiscovery {
             http: meridian_shared::outbound::client_builder(limits)

@@ -55,20 +55,15 @@ impl IamSigner {
                 "signing.iam_service_account: {service_account:?} is not a service account e-mail"
             )));
         }
-        let tokens = match signing
-            .iam_credentials
-            .for_endpoint(&signing.iam_endpoint, GOOGLE_IAM_CREDENTIALS_ENDPOINT)
-        {
-            crate::config::GoogleCredentials::Anonymous => None,
-            _ => Some(
-                crate::gcp::token_source(
-                    signing.iam_credentials_file.as_deref(),
-                    &IAM_SCOPES,
-                    "signing.iam_credentials_file",
-                )
-                .await?,
-            ),
-        };
+        let tokens = crate::gcp::credentials_for(
+            signing.iam_credentials,
+            &signing.iam_endpoint,
+            GOOGLE_IAM_CREDENTIALS_ENDPOINT,
+            signing.iam_credentials_file.as_deref(),
+            &IAM_SCOPES,
+            "signing.iam_credentials_file",
+        )
+        .await?;
         Ok(IamSigner {
             http: crate::outbound::client_builder(limits)
                 .timeout(limits.request_timeout())

@@ -153,7 +153,8 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
 
     let jwt_secret = config.auth.secret()?;
     let http = trusting_client(&ca, &config.outbound)?;
-    let main_bucket = storage::open(&config, &config.main().bucket).await?;
+    let buckets = storage::Storage::connect(&config).await?;
+    let main_bucket = buckets.bucket(&config.main().bucket).await?;
     let notifier = EventNotifier::new(http.clone(), info.replicate.clone());
     let notifying_main: Arc<dyn Bucket> = Arc::new(NotifyingBucket::new(main_bucket, notifier));
     let edge_urls = config
@@ -212,7 +213,7 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         None,
     );
     for (region, listener) in config.regions.iter().zip(edges) {
-        let bucket = storage::open(&config, &region.bucket).await?;
+        let bucket = buckets.bucket(&region.bucket).await?;
         let state = EdgeState::new(&region.name, bucket, &config.edge, &purge_key);
         let tls = meridian_shared::tls::server_config(&ca.issue_localhost()?)?;
         spawn(listener, meridian_edge::router(state), Some(tls));

@@ -86,10 +86,11 @@ impl ReplicateState {
         config: &meridian_shared::Config,
         purger: EdgePurger,
     ) -> Result<ReplicateState> {
-        let main = meridian_shared::storage::open(config, &config.main().bucket).await?;
+        let storage = meridian_shared::storage::Storage::connect(config).await?;
+        let main = storage.bucket(&config.main().bucket).await?;
         let mut replicas = Vec::new();
         for region in config.replica_regions() {
-            let bucket = meridian_shared::storage::open(config, &region.bucket).await?;
+            let bucket = storage.bucket(&region.bucket).await?;
             replicas.push(Replica {
                 region: region.name.clone(),
                 bucket,

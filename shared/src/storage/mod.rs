@@ -212,15 +212,41 @@ pub(crate) async fn copy_by_streaming<B: Bucket + ?Sized>(
 
 /// Opens the bucket called `name` on the configured backend.
 pub async fn open(config: &Config, name: &str) -> Result<Arc<dyn Bucket>> {
-    Ok(match config.storage.backend {
-        Backend::Local => Arc::new(LocalBucket::open(&config.storage.root, name).await?),
-        Backend::Memory => Arc::new(memory_bucket(name)),
-        Backend::Gcs => Arc::new(
-            GcsClient::from_config(&config.storage, &config.outbound)
-                .await?
-                .bucket(name),
-        ),
-    })
+    Storage::connect(config).await?.bucket(name).await
+}
+
+/// The configured backend, connected once: every bucket opened through it shares one
+/// client and, on Cloud Storage, one set of credentials (so a service that opens ten
+/// buckets fetches one token, not ten).
+#[derive(Debug, Clone)]
+pub struct Storage {
+    backend: Backend,
+    root: std::path::PathBuf,
+    gcs: Option<GcsClient>,
+}
+
+impl Storage {
+    /// Connects to the backend `config` names.
+    pub async fn connect(config: &Config) -> Result<Storage> {
+        let gcs = match config.storage.backend {
+            Backend::Gcs => Some(GcsClient::from_config(&config.storage, &config.outbound).await?),
+            Backend::Local | Backend::Memory => None,
+        };
+        Ok(Storage {
+            backend: config.storage.backend,
+            root: config.storage.root.clone(),
+            gcs,
+        })
+    }
+
+    /// Opens the bucket called `name`.
+    pub async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>> {
+        Ok(match (&self.gcs, self.backend) {
+            (Some(gcs), _) => Arc::new(gcs.bucket(name)),
+            (None, Backend::Memory) => Arc::new(memory_bucket(name)),
+            (None, _) => Arc::new(LocalBucket::open(&self.root, name).await?),
+        })
+    }
 }
 
 /// The in-process memory bucket called `name`: every `open` of the same name in a

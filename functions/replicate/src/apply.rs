@@ -61,7 +61,7 @@ pub async fn apply(
 
 /// The main-bucket generation a regional copy holds (0 if it does not say, so a
 /// copy of unknown origin is always replaced).
-fn source_generation(meta: &ObjectMeta) -> i64 {
+pub(crate) fn source_generation(meta: &ObjectMeta) -> i64 {
     meta.copied_from_generation().unwrap_or(0)
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use meridian_shared::events::{StorageEventKind, StorageObjectData};
 use meridian_shared::{Bucket, ObjectMeta, ObjectName, Result};
 
-use crate::apply::{Outcome, apply};
+use crate::apply::{Outcome, apply, source_generation};
 use crate::{Replica, StorageChange};
 
 /// What a reconciliation did.
@@ -114,7 +114,7 @@ pub async fn reconcile(
                         continue;
                     }
                 }
-                let generation = copy.copied_from_generation().unwrap_or(0);
+                let generation = source_generation(copy);
                 if let Some(change) =
                     change(StorageEventKind::Deleted, main.name(), copy, generation)
                 {
@@ -178,9 +178,7 @@ async fn plan(change: &StorageChange, replica: &dyn Bucket) -> Result<Outcome> {
         Err(meridian_shared::Error::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let held = current
-        .as_ref()
-        .map(|c| c.copied_from_generation().unwrap_or(0));
+    let held = current.as_ref().map(source_generation);
     Ok(match (change.kind, held) {
         (StorageEventKind::Finalized, Some(held)) if held >= change.data.generation => {
             Outcome::Unchanged

@@ -10,10 +10,12 @@
 //! - `cache`: the byte-bounded object cache and cache status.
 //! - `freshness`: lifetimes from Cache-Control.
 //! - `serve`: the object handler.
-//! - `purge`: the purge handler.
+//! - `purge`: the purge handler, and applying a purge however it arrives.
+//! - `invalidations`: purges over Pub/Sub, from a subscription of the edge's own.
 
 mod cache;
 mod freshness;
+mod invalidations;
 mod purge;
 mod serve;
 
@@ -31,6 +33,7 @@ use meridian_shared::tls::TlsConfig;
 use tokio::net::TcpListener;
 
 pub use cache::{CacheStatus, ObjectCache};
+pub use invalidations::{InvalidationListener, subscription_id};
 
 /// Shared state of one edge.
 #[derive(Clone)]
@@ -69,6 +72,13 @@ impl EdgeState {
             stream_threshold: settings.stream_threshold_bytes,
             fill_budget: Arc::new(tokio::sync::Semaphore::new(fill_budget_kib(settings))),
         }
+    }
+}
+
+impl EdgeState {
+    /// The region this edge serves.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 }
 

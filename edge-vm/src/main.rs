@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use meridian_shared::config::InvalidationTransport;
 
 /// Serves objects from one region's bucket with a memory cache.
 #[derive(Parser)]
@@ -28,6 +29,10 @@ struct Args {
     /// PEM private key.
     #[arg(long, env = "MERIDIAN_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// This edge's id, unique in its region: names its invalidation subscription when
+    /// `invalidation.via` is `pubsub`. Default: the host name (the VM's name).
+    #[arg(long, env = "MERIDIAN_EDGE_ID")]
+    id: Option<String>,
 }
 
 #[tokio::main]
@@ -57,6 +62,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         &config.edge,
         &config.auth.purge_public_key()?,
     );
+    // Over Pub/Sub, the edge subscribes before it serves, so it misses no change.
+    let invalidations = match config.invalidation.via {
+        InvalidationTransport::Pubsub => {
+            let id = match args.id {
+                Some(id) => id,
+                None => host_name()?,
+            };
+            Some(meridian_edge::InvalidationListener::start(&config, &id, state.clone()).await?)
+        }
+        InvalidationTransport::Http => None,
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(meridian_shared::tls::server_config(
             &meridian_shared::tls::read_pem_pair(cert, key)?,
@@ -72,5 +88,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         meridian_shared::function::shutdown_signal(),
     )
     .await?;
+    if let Some(invalidations) = invalidations {
+        invalidations.stop().await?;
+    }
     Ok(())
+}
+
+/// The machine's host name: on Compute Engine, the instance name, unique in a project.
+fn host_name() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the host name for the edge id (or pass --id)")?;
+    Ok(name.trim().to_string())
 }

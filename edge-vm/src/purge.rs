@@ -23,13 +23,24 @@ pub async fn purge(
 ) -> Result<StatusCode> {
     state.tokens.authorize(&headers, TokenScope::Purge)?;
     let body = meridian_shared::body::read_limited(body, MAX_PURGE_BYTES).await?;
-    let request: PurgeRequest = serde_json::from_slice(&body)
-        .map_err(|e| Error::BadRequest(format!("body must be JSON {{name, older_than?}}: {e}")))?;
-    let name = ObjectName::new(request.name)?;
-    let dropped = state
-        .cache
-        .remove_older(name.as_str(), request.older_than)
-        .await;
-    tracing::debug!(object = %name, dropped, "purge");
+    state.apply_purge(&body).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+impl EdgeState {
+    /// Applies a purge, as JSON [`PurgeRequest`] bytes (an HTTP body or a Pub/Sub
+    /// message); [`Error::BadRequest`] or [`Error::InvalidName`] for ones that can
+    /// never apply. Returns whether a cached copy was dropped.
+    pub async fn apply_purge(&self, request: &[u8]) -> Result<bool> {
+        let request: PurgeRequest = serde_json::from_slice(request).map_err(|e| {
+            Error::BadRequest(format!("a purge must be JSON {{name, older_than?}}: {e}"))
+        })?;
+        let name = ObjectName::new(request.name)?;
+        let dropped = self
+            .cache
+            .remove_older(name.as_str(), request.older_than)
+            .await;
+        tracing::debug!(object = %name, dropped, "purge");
+        Ok(dropped)
+    }
 }

@@ -43,16 +43,89 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// Replicator settings.
     pub replicate: ReplicateSettings,
+    /// How edges learn that an object changed.
+    pub invalidation: InvalidationSettings,
+    /// Where Pub/Sub is (invalidations on Google Cloud, storage notifications).
+    pub pubsub: PubSubSettings,
 }
 
 /// Replicator settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicateSettings {
     /// Also reconcile every regional bucket with the main bucket this often, in seconds,
     /// repairing what lost events left behind. Default: none (`meridian up` reconciles
     /// at every start). Env: `MERIDIAN_RECONCILE_EVERY_SECONDS`.
     pub reconcile_every_seconds: Option<u64>,
+    /// Also pull storage notifications (Cloud Storage → Pub/Sub, `JSON_API_V1`) from
+    /// this Pub/Sub subscription and apply them, as a worker. Default: none (changes
+    /// arrive over HTTP only). Env: `MERIDIAN_REPLICATE_SUBSCRIPTION`.
+    pub pull_subscription: Option<String>,
+    /// A pulled notification not acknowledged within this long (a replicator that
+    /// died while applying it) is delivered again, in seconds: 10 to 600, as Pub/Sub
+    /// allows. Default: 60.
+    pub pull_ack_deadline_seconds: u64,
+}
+
+impl Default for ReplicateSettings {
+    fn default() -> Self {
+        ReplicateSettings {
+            reconcile_every_seconds: None,
+            pull_subscription: None,
+            pull_ack_deadline_seconds: 60,
+        }
+    }
+}
+
+/// How the replicator tells edges that an object changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvalidationTransport {
+    /// A signed `POST /_meridian/purge` to every edge in `regions[].edges`, retried
+    /// until taken (the local stack, any fixed fleet).
+    #[default]
+    Http,
+    /// One message per change on `invalidation.topic`; every edge reads it from a
+    /// subscription of its own (Google Cloud, where edges come and go).
+    Pubsub,
+}
+
+/// Invalidation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InvalidationSettings {
+    /// `http` or `pubsub`. Default: `http`. Env: `MERIDIAN_INVALIDATION`.
+    pub via: InvalidationTransport,
+    /// Pub/Sub: the topic invalidations are published on. Default:
+    /// `meridian-invalidations`. Env: `MERIDIAN_INVALIDATION_TOPIC`.
+    pub topic: String,
+    /// Pub/Sub: an edge's subscription is deleted by Pub/Sub after this long without
+    /// the edge reading it (an edge that vanished without a clean stop), in seconds.
+    /// At least one day, Pub/Sub's minimum. Default: 86400.
+    pub subscription_ttl_seconds: u64,
+}
+
+impl Default for InvalidationSettings {
+    fn default() -> Self {
+        InvalidationSettings {
+            via: InvalidationTransport::Http,
+            topic: "meridian-invalidations".to_string(),
+            subscription_ttl_seconds: 86_400,
+        }
+    }
+}
+
+/// Where the Pub/Sub API is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubSubSettings {
+    /// The project holding the topics and subscriptions. Default: none, which means
+    /// the project of the Application Default Credentials. Env:
+    /// `MERIDIAN_PUBSUB_PROJECT`.
+    pub project: Option<String>,
+    /// `host:port` of a Pub/Sub emulator (no credentials). Default: none (Google).
+    /// Env: `PUBSUB_EMULATOR_HOST`, the variable Google's client libraries read.
+    pub emulator_host: Option<String>,
 }
 
 impl Default for Config {
@@ -67,6 +140,8 @@ impl Default for Config {
             boot: BootSettings::default(),
             outbound: OutboundSettings::default(),
             replicate: ReplicateSettings::default(),
+            invalidation: InvalidationSettings::default(),
+            pubsub: PubSubSettings::default(),
         }
     }
 }
@@ -512,6 +587,21 @@ impl Config {
                 ))
             })?);
         }
+        if let Some(v) = var("MERIDIAN_REPLICATE_SUBSCRIPTION") {
+            self.replicate.pull_subscription = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_INVALIDATION") {
+            self.invalidation.via = env_choice("MERIDIAN_INVALIDATION", &v)?;
+        }
+        if let Some(v) = var("MERIDIAN_INVALIDATION_TOPIC") {
+            self.invalidation.topic = v;
+        }
+        if let Some(v) = var("MERIDIAN_PUBSUB_PROJECT") {
+            self.pubsub.project = Some(v);
+        }
+        if let Some(v) = var("PUBSUB_EMULATOR_HOST") {
+            self.pubsub.emulator_host = Some(v);
+        }
         if let Some(v) = var("MERIDIAN_SIGNING_ENDPOINT") {
             self.signing.endpoint = v;
         }
@@ -627,6 +717,37 @@ impl Config {
                 "must be greater than 0 (leave it out for none)".into(),
             );
         }
+        if let Some(subscription) = &self.replicate.pull_subscription
+            && let Err(why) = validate_pubsub_id(subscription)
+        {
+            return bad("replicate.pull_subscription".into(), why);
+        }
+        if !(10..=600).contains(&self.replicate.pull_ack_deadline_seconds) {
+            return bad(
+                "replicate.pull_ack_deadline_seconds".into(),
+                "must be between 10 and 600, as Pub/Sub allows".into(),
+            );
+        }
+        if let Err(why) = validate_pubsub_id(&self.invalidation.topic) {
+            return bad("invalidation.topic".into(), why);
+        }
+        if self.invalidation.subscription_ttl_seconds < 86_400 {
+            return bad(
+                "invalidation.subscription_ttl_seconds".into(),
+                "must be at least 86400 (one day, Pub/Sub's minimum)".into(),
+            );
+        }
+        if self.pubsub.emulator_host.as_deref().is_some_and(|host| {
+            host.contains("://")
+                || host
+                    .rsplit_once(':')
+                    .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        }) {
+            return bad(
+                "pubsub.emulator_host".into(),
+                "must be host:port, without a scheme".into(),
+            );
+        }
         let discovery = &self.boot.discovery;
         if discovery.source == DiscoverySource::Compute {
             if discovery.project.as_deref().is_none_or(str::is_empty) {
@@ -689,6 +810,28 @@ impl Config {
     pub fn region(&self, name: &str) -> Option<&Region> {
         self.regions.iter().find(|r| r.name == name)
     }
+}
+
+/// Pub/Sub's rules for topic and subscription ids: 3–255 characters of letters,
+/// digits and `-_.~+%`, starting with a letter, not starting with `goog`.
+pub fn validate_pubsub_id(id: &str) -> std::result::Result<(), String> {
+    if !(3..=255).contains(&id.len()) {
+        return Err(format!("{id:?} must be 3 to 255 characters"));
+    }
+    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) || id.starts_with("goog") {
+        return Err(format!(
+            "{id:?} must start with a letter and not with \"goog\""
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.~+%".contains(*c)))
+    {
+        return Err(format!(
+            "{id:?} contains {c:?}; use letters, digits and -_.~+%"
+        ));
+    }
+    Ok(())
 }
 
 /// Cloud Storage bucket naming rules (the subset that matters here): 3–63 characters

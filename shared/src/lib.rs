@@ -16,6 +16,8 @@
 //! - [`server`]: serving a router on a bound listener with limits and graceful shutdown.
 //! - [`telemetry`]: logging, JSON on Cloud Run and human-readable elsewhere.
 //! - [`gcp`]: Google Cloud credentials (Application Default Credentials).
+//! - [`pubsub`]: Pub/Sub clients, topics and subscriptions (invalidations, storage
+//!   notifications).
 //! - [`function`]: the Cloud Run shim every binary uses (`$PORT`, SIGTERM).
 //! - [`error`]: the crate's error type and its one mapping to HTTP status codes.
 
@@ -30,6 +32,7 @@ pub mod function;
 pub mod gcp;
 pub mod outbound;
 mod progress;
+pub mod pubsub;
 pub mod regions;
 pub mod server;
 pub mod signing;

@@ -14,13 +14,17 @@
 //! - `event`: reading a CloudEvent into a storage change.
 //! - `pubsub`: reading a Pub/Sub push of a Cloud Storage notification.
 //! - `apply`: bringing one regional bucket in line with the main bucket.
-//! - `purge`: telling edges to drop an object.
+//! - `pull`: the same notifications pulled from a subscription, as a worker.
+//! - `invalidate`: telling edges an object changed, over HTTP or Pub/Sub.
+//! - `purge`: the HTTP transport: a purge to every edge, retried until taken.
 //! - `reconcile`: catching up after missed events.
 //! - this file: state, the one `apply` core, router and handlers.
 
 mod apply;
 mod event;
+mod invalidate;
 mod pubsub;
+pub mod pull;
 mod purge;
 mod reconcile;
 
@@ -37,6 +41,7 @@ use serde::Serialize;
 
 pub use apply::Outcome;
 pub use event::StorageChange;
+pub use invalidate::{Invalidation, Invalidator, PubSubInvalidator};
 pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use pubsub::Notification;
 pub use purge::{EdgePurger, PurgeReport};
@@ -59,32 +64,33 @@ pub struct Replica {
 pub struct ReplicateState {
     main: Arc<dyn Bucket>,
     replicas: Arc<Vec<Replica>>,
-    purger: EdgePurger,
+    invalidator: Arc<dyn Invalidator>,
 }
 
 impl ReplicateState {
-    /// State copying from `main` into `replicas`, purging through `purger`.
+    /// State copying from `main` into `replicas`, telling edges through `invalidator`.
     pub fn new(
         main: Arc<dyn Bucket>,
         replicas: Vec<Replica>,
-        purger: EdgePurger,
+        invalidator: Arc<dyn Invalidator>,
     ) -> ReplicateState {
         ReplicateState {
             main,
             replicas: Arc::new(replicas),
-            purger,
+            invalidator,
         }
     }
 
-    /// State for a config: its main bucket, its regional buckets and all its edges.
+    /// State for a config: its main bucket, its regional buckets and the invalidation
+    /// transport it names.
     pub async fn from_config(config: &meridian_shared::Config) -> Result<ReplicateState> {
-        ReplicateState::open(config, EdgePurger::from_config(config)?).await
+        ReplicateState::open(config, invalidate::from_config(config).await?).await
     }
 
-    /// State for a config's buckets, purging through `purger`.
+    /// State for a config's buckets, telling edges through `invalidator`.
     pub async fn open(
         config: &meridian_shared::Config,
-        purger: EdgePurger,
+        invalidator: Arc<dyn Invalidator>,
     ) -> Result<ReplicateState> {
         let storage = meridian_shared::storage::Storage::connect(config).await?;
         let main = storage.bucket(&config.main().bucket).await?;
@@ -96,7 +102,7 @@ impl ReplicateState {
                 bucket,
             });
         }
-        Ok(ReplicateState::new(main, replicas, purger))
+        Ok(ReplicateState::new(main, replicas, invalidator))
     }
 }
 
@@ -146,7 +152,7 @@ impl ReplicateState {
             reconcile::reconcile(self.main.as_ref(), &self.replicas, mode, checked).await?;
         for (name, keep_from) in &report.changed {
             if let Ok(name) = meridian_shared::ObjectName::new(name.clone()) {
-                self.purger.purge(&name, *keep_from).await?;
+                self.invalidator.invalidate(&name, *keep_from).await?;
             }
         }
         Ok(report)
@@ -173,10 +179,8 @@ pub struct Report {
     pub generation: i64,
     /// Per-region outcome.
     pub regions: Vec<RegionReport>,
-    /// Edges told to drop the object.
-    pub edges_purged: usize,
-    /// Edges that did not take the purge yet: retried in the background until they do.
-    pub edges_retrying: usize,
+    /// How edges were told to drop older copies.
+    pub invalidation: Invalidation,
 }
 
 /// The replicate router: `POST /` (CloudEvent), `GET /healthz`.
@@ -267,19 +271,20 @@ impl ReplicateState {
             StorageEventKind::Finalized => change.data.generation,
             StorageEventKind::Deleted => change.data.generation.saturating_add(1),
         };
-        let purged = self.purger.purge(&change.name, older_than).await?;
+        let invalidation = self
+            .invalidator
+            .invalidate(&change.name, older_than)
+            .await?;
         tracing::info!(
             event = %change.event_id, kind = change.kind.as_str(), object = %change.name,
-            generation = change.data.generation, edges_purged = purged.reached,
-            edges_retrying = purged.retrying, "event applied"
+            generation = change.data.generation, ?invalidation, "event applied"
         );
         Ok(Report {
             event_id: change.event_id.clone(),
             name: change.name.to_string(),
             generation: change.data.generation,
             regions,
-            edges_purged: purged.reached,
-            edges_retrying: purged.retrying,
+            invalidation,
         })
     }
 }

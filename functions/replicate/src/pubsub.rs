@@ -1,9 +1,9 @@
-//! Cloud Storage notifications delivered by Pub/Sub push (`POST /pubsub`): a push
-//! envelope `{"message": {"attributes", "data", "messageId"}, "subscription"}` whose
-//! attributes name the event (`eventType`, `bucketId`, `objectId`, `objectGeneration`)
-//! and whose data, with `payloadFormat` `JSON_API_V1`, is the object resource. Read
-//! into the same [`StorageChange`] as an Eventarc CloudEvent, so both doors lead to
-//! one core.
+//! Cloud Storage notifications delivered by Pub/Sub, pushed (`POST /pubsub`: an
+//! envelope `{"message": {"attributes", "data", "messageId"}, "subscription"}`, data in
+//! base64) or pulled (`pull`: the message itself). The attributes name the event
+//! (`eventType`, `bucketId`, `objectId`, `objectGeneration`); the data, with
+//! `payloadFormat` `JSON_API_V1`, is the object resource. Read into the same
+//! [`StorageChange`] as an Eventarc CloudEvent, so every door leads to one core.
 
 use std::collections::BTreeMap;
 
@@ -46,12 +46,34 @@ impl Notification {
         let envelope: PushEnvelope = serde_json::from_slice(body)
             .map_err(|e| Error::BadRequest(format!("not a Pub/Sub push envelope: {e}")))?;
         let message = envelope.message;
-        let attribute =
-            |name: &str| {
-                message.attributes.get(name).cloned().ok_or_else(|| {
-                    Error::BadRequest(format!("notification has no {name} attribute"))
-                })
-            };
+        let data = match &message.data {
+            Some(data) => base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| Error::BadRequest(format!("message data is not base64: {e}")))?,
+            None => Vec::new(),
+        };
+        Notification::from_message(
+            &message.attributes,
+            &data,
+            message.message_id.as_deref().unwrap_or("pubsub"),
+        )
+    }
+
+    /// Reads a message's attributes and data (raw bytes, as pulled).
+    pub fn from_message<'a, A>(attributes: A, data: &[u8], message_id: &str) -> Result<Notification>
+    where
+        A: IntoIterator<Item = (&'a String, &'a String)>,
+    {
+        let attributes: BTreeMap<&str, &str> = attributes
+            .into_iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let attribute = |name: &str| {
+            attributes
+                .get(name)
+                .map(|v| v.to_string())
+                .ok_or_else(|| Error::BadRequest(format!("notification has no {name} attribute")))
+        };
         let event_type = attribute("eventType")?;
         let kind = match event_type.as_str() {
             "OBJECT_FINALIZE" => StorageEventKind::Finalized,
@@ -65,15 +87,9 @@ impl Notification {
                 )));
             }
         };
-        let data = match (
-            message.attributes.get("payloadFormat").map(String::as_str),
-            &message.data,
-        ) {
-            (Some("JSON_API_V1"), Some(data)) => {
-                let json = base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .map_err(|e| Error::BadRequest(format!("message data is not base64: {e}")))?;
-                serde_json::from_slice::<StorageObjectData>(&json).map_err(|e| {
+        let data = match attributes.get("payloadFormat") {
+            Some(&"JSON_API_V1") if !data.is_empty() => {
+                serde_json::from_slice::<StorageObjectData>(data).map_err(|e| {
                     Error::BadRequest(format!("message data is not a storage object: {e}"))
                 })?
             }
@@ -90,7 +106,7 @@ impl Notification {
         };
         let name = ObjectName::new(data.name.clone())?;
         Ok(Notification::Change(Box::new(StorageChange {
-            event_id: message.message_id.unwrap_or_else(|| "pubsub".into()),
+            event_id: message_id.to_string(),
             kind,
             name,
             data,

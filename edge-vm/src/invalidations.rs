@@ -1,0 +1,167 @@
+//! Invalidations over Pub/Sub (Google Cloud, where the autoscaler adds and removes
+//! edges and nobody knows their addresses). The replicator publishes one
+//! [`PurgeRequest`](meridian_shared::api::PurgeRequest) per change on the invalidation
+//! topic; every edge reads the topic through a subscription of its own:
+//!
+//! - created at start, before the edge serves, so no change after that is missed; an
+//!   existing one (an edge restarted under the same id) is reused with its backlog;
+//! - deleted at a clean stop;
+//! - expiring after `invalidation.subscription_ttl_seconds` without a reader, so an
+//!   edge that vanished leaves nothing behind for long;
+//! - each message acknowledged only after its purge is applied: a message taken by an
+//!   edge that dies before purging comes back after the ack deadline.
+//!
+//! Messages carry no token: on Google Cloud, only the replicator's service account may
+//! publish on the topic (IAM does what the purge token does over HTTP).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use meridian_shared::pubsub::{self, PubSubClient, ReceivedMessage};
+use meridian_shared::{Config, Result};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::EdgeState;
+
+/// A message not acknowledged within this long is delivered again (to this edge).
+const ACK_DEADLINE: Duration = Duration::from_secs(10);
+/// Wait before subscribing again after the stream broke off.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(500);
+
+/// This edge's subscription and the task applying what arrives on it.
+pub struct InvalidationListener {
+    client: PubSubClient,
+    subscription_id: String,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The subscription id of edge `edge_id` of `region`: stable, so an edge restarted
+/// under the same id finds the invalidations published while it was down.
+pub fn subscription_id(region: &str, edge_id: &str) -> String {
+    let safe: String = format!("meridian-edge-{region}-{edge_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    safe.chars().take(255).collect()
+}
+
+impl InvalidationListener {
+    /// Creates (or reuses) the subscription of edge `edge_id` to the invalidation
+    /// topic and starts applying invalidations to `state`. Fails if Pub/Sub cannot be
+    /// reached: an edge that would miss invalidations must not start serving.
+    pub async fn start(
+        config: &Config,
+        edge_id: &str,
+        state: EdgeState,
+    ) -> Result<InvalidationListener> {
+        let client = pubsub::connect(&config.pubsub).await?;
+        let subscription_id = subscription_id(state.region(), edge_id);
+        let subscription = pubsub::ensure_subscription(
+            &client,
+            &subscription_id,
+            &config.invalidation.topic,
+            pubsub::pull_subscription(
+                ACK_DEADLINE,
+                Some(Duration::from_secs(
+                    config.invalidation.subscription_ttl_seconds,
+                )),
+            ),
+        )
+        .await?;
+        tracing::info!(subscription = %subscription_id, topic = %config.invalidation.topic, "reading invalidations");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(listen(subscription, state, stop.clone()));
+        Ok(InvalidationListener {
+            client,
+            subscription_id,
+            stop,
+            task,
+        })
+    }
+
+    /// The subscription's id.
+    pub fn subscription_id(&self) -> &str {
+        &self.subscription_id
+    }
+
+    /// A clean stop: stops reading (messages taken but not applied go back) and deletes
+    /// the subscription.
+    pub async fn stop(self) -> Result<()> {
+        let InvalidationListener {
+            client,
+            subscription_id,
+            ..
+        } = self.halt().await;
+        client
+            .subscription(&subscription_id)
+            .delete(None)
+            .await
+            .map_err(|status| {
+                pubsub::status_error(format!("deleting subscription {subscription_id}"), status)
+            })?;
+        tracing::info!(subscription = %subscription_id, "invalidation subscription deleted");
+        Ok(())
+    }
+
+    /// Stops reading but keeps the subscription, as an edge that dies does: what is
+    /// published meanwhile waits there for an edge started under the same id.
+    pub async fn abandon(self) {
+        self.halt().await;
+    }
+
+    async fn halt(mut self) -> InvalidationListener {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+        self
+    }
+}
+
+async fn listen(subscription: pubsub::Subscription, state: EdgeState, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        match subscription
+            .subscribe(Some(pubsub::stream_settings(ACK_DEADLINE, 1000)))
+            .await
+        {
+            Ok(mut messages) => {
+                loop {
+                    tokio::select! {
+                        message = messages.next() => match message {
+                            Some(message) => apply(&state, message).await,
+                            None => break,
+                        },
+                        () = stop.cancelled() => break,
+                    }
+                }
+                // Hands back what was received and not applied, for redelivery.
+                messages.dispose().await;
+            }
+            Err(status) => {
+                tracing::warn!(subscription = %subscription.id(), %status, "cannot read invalidations; trying again");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(meridian_shared::outbound::with_jitter(RESUBSCRIBE_AFTER)) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+}
+
+/// Applies one invalidation, then acknowledges it. A message that can never apply is
+/// acknowledged too (with an error log), or it would come back forever.
+async fn apply(state: &EdgeState, message: ReceivedMessage) {
+    if let Err(e) = state.apply_purge(&message.message.data).await {
+        tracing::error!(message = %message.message.message_id, cause = %meridian_shared::error::Chain(&e), "invalidation message dropped: it can never apply");
+    }
+    if let Err(status) = message.ack().await {
+        // It comes back after the deadline; purging twice does no harm.
+        tracing::warn!(message = %message.message.message_id, %status, "acknowledging an invalidation failed");
+    }
+}

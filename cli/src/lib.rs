@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`stack`]: starting and stopping the whole CDN in one process.
 //! - [`gateway`]: the local storage gateway (signed-URL uploads).
+//! - [`emulators`]: fake-gcs-server and the Pub/Sub emulator, wired as Google Cloud.
 //! - [`local`]: the data folder's secrets and CA trust, shared by stack and clients.
 //! - [`notify`]: storage events from the local main bucket to the replicator.
 //! - [`sync`]: `meridian sync`, repairing regional buckets (anti-entropy).
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod cost;
+pub mod emulators;
 pub mod error;
 pub mod gateway;
 pub mod local;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use meridian_cli::client::{self, Client};
+use meridian_cli::emulators::{FakeGcsData, GcpEmulators};
+use meridian_cli::sync::Invalidated;
 use meridian_cli::{Ports, StackOptions, stack};
 
 /// Meridian, a multi-region CDN.
@@ -52,6 +54,11 @@ enum Command {
         /// First port: services on BASE..BASE+4, edges from BASE+10.
         #[arg(long, default_value_t = 7070)]
         port_base: u16,
+        /// Run on emulated Google Cloud: fake-gcs-server for the buckets (kept in the
+        /// data folder) and the Google Cloud CLI's Pub/Sub emulator for storage
+        /// notifications and invalidations, wired as infra/ wires Google Cloud.
+        #[arg(long)]
+        gcp_emulators: bool,
     },
     /// Upload FILE as NAME (default: the file's name).
     Put {
@@ -135,7 +142,11 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
     };
     let data_dir = cli.data_dir;
     match cli.command {
-        Command::Up { config, port_base } => up(data_dir, config, port_base).await,
+        Command::Up {
+            config,
+            port_base,
+            gcp_emulators,
+        } => up(data_dir, config, port_base, gcp_emulators).await,
         Command::Put { file, name } => {
             let client = Client::connect(&data_dir, limits).await?;
             let report = client::put(&client, &file, name.as_deref()).await?;
@@ -223,9 +234,11 @@ async fn sync(
             report.failed.len()
         );
     } else {
-        let purged = match synced.edges {
-            0 => "no stack running here, so no edge to purge".to_string(),
-            edges => format!("purged {} objects at {edges} edges", report.changed.len()),
+        let changed = report.changed.len();
+        let purged = match synced.invalidated {
+            Invalidated::Edges(0) => "no stack running here, so no edge to purge".to_string(),
+            Invalidated::Edges(edges) => format!("purged {changed} objects at {edges} edges"),
+            Invalidated::Topic(topic) => format!("published {changed} invalidations on {topic}"),
         };
         println!(
             "copied {}, deleted {}, skipped {}; {purged}",
@@ -274,34 +287,52 @@ async fn up(
     data_dir: PathBuf,
     config: Option<PathBuf>,
     port_base: u16,
+    gcp_emulators: bool,
 ) -> meridian_cli::Result<()> {
     meridian_shared::telemetry::init();
     let config = meridian_shared::Config::load(config.as_deref())?;
+    let emulators = if gcp_emulators {
+        eprintln!("starting the Pub/Sub emulator and fake-gcs-server...");
+        let folder = data_dir.join("fake-gcs");
+        std::fs::create_dir_all(&folder)?;
+        Some(GcpEmulators::start(&config, FakeGcsData::Folder(folder)).await?)
+    } else {
+        None
+    };
     let running = stack::start(StackOptions {
         data_dir,
         ports: Ports::Fixed(port_base),
         config,
+        emulators,
     })
     .await?;
-    print_banner(running.info());
+    print_banner(&running);
     meridian_shared::function::shutdown_signal().await;
     running.stop().await;
     println!("stopped");
     Ok(())
 }
 
-fn print_banner(info: &meridian_cli::StackInfo) {
+fn print_banner(running: &meridian_cli::RunningStack) {
+    let info = running.info();
     let data = info.data_dir.display();
     println!("Meridian is up. Data: {data}\n");
     println!("{:<10} URL", "SERVICE");
+    let uploads = match running.emulators() {
+        Some(_) => "storage",
+        None => "gateway",
+    };
     for (name, url) in [
         ("boot", &info.boot),
         ("sign", &info.sign),
         ("delete", &info.delete),
         ("replicate", &info.replicate),
-        ("gateway", &info.gateway),
+        (uploads, &info.gateway),
     ] {
         println!("{name:<10} {url}");
+    }
+    if let Some(emulators) = running.emulators() {
+        println!("{:<10} {} (emulator)", "pubsub", emulators.pubsub.host);
     }
     println!("\n{:<22} {:<16} EDGE", "REGION", "CITY");
     for edge in &info.edges {

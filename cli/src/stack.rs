@@ -4,6 +4,12 @@
 //!
 //! Everything persistent lives in the data folder: buckets, the development CA,
 //! generated secrets and `stack.json`. Starting again on the same folder keeps it all.
+//!
+//! With [`GcpEmulators`] the same stack runs on emulated Google Cloud instead: buckets
+//! in fake-gcs-server, which publishes the main bucket's changes to the Pub/Sub
+//! emulator; the replicator pulls them and publishes invalidations there; every edge
+//! reads those from a subscription of its own. No storage gateway runs then: signed
+//! URLs point at fake-gcs-server.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -12,9 +18,10 @@ use std::sync::Arc;
 use axum::Router;
 use meridian_boot::BootState;
 use meridian_delete::DeleteState;
-use meridian_edge::EdgeState;
-use meridian_replicate::{EdgePurger, ReplicateState};
-use meridian_shared::config::Backend;
+use meridian_edge::{EdgeState, InvalidationListener};
+use meridian_replicate::pull::PullWorker;
+use meridian_replicate::{EdgePurger, Invalidator, PubSubInvalidator, ReplicateState};
+use meridian_shared::config::{Backend, InvalidationTransport};
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::signing::SigningKey;
 use meridian_shared::tls::{DevCa, TlsConfig};
@@ -23,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::emulators::GcpEmulators;
 use crate::error::{CliError, Result};
 use crate::gateway::{self, GatewayState};
 use crate::local::{LocalSecrets, trusting_client};
@@ -31,6 +39,8 @@ use crate::stackfile::{EdgeInfo, StackInfo};
 
 /// The HMAC access id of the local stack's signing key.
 const LOCAL_ACCESS_ID: &str = "meridian-local";
+/// The id of every edge of the stack (one per region): names its subscription.
+const LOCAL_EDGE_ID: &str = "local";
 
 /// Which ports to listen on.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +53,7 @@ pub enum Ports {
 }
 
 /// How to start a stack.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StackOptions {
     /// Data folder.
     pub data_dir: PathBuf,
@@ -52,6 +62,8 @@ pub struct StackOptions {
     /// Regions, storage backend and settings; edges, secrets and the signing endpoint
     /// are filled in by the stack.
     pub config: Config,
+    /// Run on these emulators instead of local buckets and HTTP notifications.
+    pub emulators: Option<GcpEmulators>,
 }
 
 /// A running stack. Dropping it without [`RunningStack::stop`] leaves tasks running
@@ -61,6 +73,10 @@ pub struct RunningStack {
     config: Config,
     shutdown: CancellationToken,
     tasks: JoinSet<std::io::Result<()>>,
+    /// Edges' invalidation subscriptions (emulated Google Cloud).
+    invalidations: Vec<InvalidationListener>,
+    /// Dropped last: the emulators the stack runs on.
+    emulators: Option<GcpEmulators>,
 }
 
 impl RunningStack {
@@ -74,7 +90,13 @@ impl RunningStack {
         &self.config
     }
 
-    /// Stops every service, letting in-flight requests finish, and removes `stack.json`.
+    /// The emulators it runs on, if any.
+    pub fn emulators(&self) -> Option<&GcpEmulators> {
+        self.emulators.as_ref()
+    }
+
+    /// Stops every service, letting in-flight requests finish, deletes the edges'
+    /// invalidation subscriptions, and removes `stack.json`.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         while let Some(result) = self.tasks.join_next().await {
@@ -82,7 +104,13 @@ impl RunningStack {
                 tracing::warn!(cause = %e, "service stopped with an error");
             }
         }
+        for listener in self.invalidations.drain(..) {
+            if let Err(e) = listener.stop().await {
+                tracing::warn!(cause = %meridian_shared::error::Chain(&e), "invalidation subscription left behind");
+            }
+        }
         self.info.remove();
+        drop(self.emulators.take());
     }
 }
 
@@ -95,6 +123,10 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     let ca = DevCa::load_or_create(&data_dir)?;
 
     let mut config = options.config;
+    let emulators = options.emulators;
+    if let Some(emulators) = &emulators {
+        emulators.configure(&mut config);
+    }
     let port = |offset: u16| match options.ports {
         Ports::Fixed(base) => base.checked_add(offset).ok_or_else(|| {
             CliError::Internal(format!(
@@ -107,7 +139,11 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     let sign = bind(port(1)?).await?;
     let delete = bind(port(2)?).await?;
     let replicate = bind(port(3)?).await?;
-    let gateway = bind(port(4)?).await?;
+    // On emulated Google Cloud, uploads go to fake-gcs-server itself.
+    let gateway = match emulators {
+        None => Some(bind(port(4)?).await?),
+        Some(_) => None,
+    };
     let mut edges = Vec::new();
     for (i, region) in config.regions.iter_mut().enumerate() {
         let listener = bind(port(10 + i as u16)?).await?;
@@ -128,7 +164,9 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     config.signing.hmac_secret = Some(secrets.hmac.clone());
     config.signing.hmac_secret_file = None;
     config.signing.service_account_file = None;
-    config.signing.endpoint = url(&gateway)?;
+    if let Some(gateway) = &gateway {
+        config.signing.endpoint = url(gateway)?;
+    }
     config.validate()?;
 
     let info = StackInfo {
@@ -139,7 +177,10 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         sign: url(&sign)?,
         delete: url(&delete)?,
         replicate: url(&replicate)?,
-        gateway: url(&gateway)?,
+        gateway: match &gateway {
+            Some(gateway) => url(gateway)?,
+            None => config.signing.endpoint.clone(),
+        },
         edges: config
             .regions
             .iter()
@@ -155,8 +196,15 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     let http = trusting_client(&ca, &config.outbound)?;
     let buckets = storage::Storage::connect(&config).await?;
     let main_bucket = buckets.bucket(&config.main().bucket).await?;
-    let notifier = EventNotifier::new(http.clone(), info.replicate.clone());
-    let notifying_main: Arc<dyn Bucket> = Arc::new(NotifyingBucket::new(main_bucket, notifier));
+    // Locally, writes to the main bucket notify the replicator as Eventarc would; on
+    // emulated Google Cloud, fake-gcs-server publishes its own notifications.
+    let main_bucket: Arc<dyn Bucket> = match emulators {
+        None => {
+            let notifier = EventNotifier::new(http.clone(), info.replicate.clone());
+            Arc::new(NotifyingBucket::new(main_bucket, notifier))
+        }
+        Some(_) => main_bucket,
+    };
     let edge_urls = config
         .regions
         .iter()
@@ -192,31 +240,49 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     );
     spawn(
         delete,
-        meridian_delete::router(DeleteState::new(notifying_main.clone(), &jwt_secret)),
+        meridian_delete::router(DeleteState::new(main_bucket.clone(), &jwt_secret)),
         None,
     );
-    let purger = EdgePurger::new(http, edge_urls, Arc::new(config.auth.purge_signing_key()?));
+    let invalidator: Arc<dyn Invalidator> = match config.invalidation.via {
+        InvalidationTransport::Http => Arc::new(EdgePurger::new(
+            http,
+            edge_urls,
+            Arc::new(config.auth.purge_signing_key()?),
+        )),
+        InvalidationTransport::Pubsub => Arc::new(PubSubInvalidator::connect(&config).await?),
+    };
     let purge_key = config.auth.purge_public_key()?;
-    let replicate_state = ReplicateState::open(&config, purger).await?;
+    let replicate_state = ReplicateState::open(&config, invalidator).await?;
     spawn(
         replicate,
         meridian_replicate::router(replicate_state.clone()),
         None,
     );
-    spawn(
-        gateway,
-        gateway::router(GatewayState::new(
-            signing_key,
-            notifying_main,
-            clock::system(),
-        )),
-        None,
-    );
+    if let Some(gateway) = gateway {
+        spawn(
+            gateway,
+            gateway::router(GatewayState::new(signing_key, main_bucket, clock::system())),
+            None,
+        );
+    }
+    let mut invalidations = Vec::new();
     for (region, listener) in config.regions.iter().zip(edges) {
         let bucket = buckets.bucket(&region.bucket).await?;
         let state = EdgeState::new(&region.name, bucket, &config.edge, &purge_key);
+        if config.invalidation.via == InvalidationTransport::Pubsub {
+            // Subscribed before serving, so the edge misses no change.
+            invalidations
+                .push(InvalidationListener::start(&config, LOCAL_EDGE_ID, state.clone()).await?);
+        }
         let tls = meridian_shared::tls::server_config(&ca.issue_localhost()?)?;
         spawn(listener, meridian_edge::router(state), Some(tls));
+    }
+    if let Some(worker) = PullWorker::connect(&config).await? {
+        let pulling = worker.spawn(replicate_state.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let _ = pulling.await;
+            Ok(())
+        });
     }
 
     if let Some(seconds) = config.replicate.reconcile_every_seconds {
@@ -255,6 +321,8 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         config,
         shutdown,
         tasks,
+        invalidations,
+        emulators,
     })
 }
 

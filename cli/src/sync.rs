@@ -1,16 +1,18 @@
 //! `meridian sync [--dry-run]`: anti-entropy for a local deployment's buckets. Compares
 //! the main bucket with every regional bucket, page by page, and repairs what lost
 //! events left behind (copies missing or older objects, deletes copies of objects gone
-//! from the main bucket); then purges what it changed at the edges of the stack running
-//! on the data folder, if one is. `--dry-run` prints the plan and changes nothing.
+//! from the main bucket); then tells edges what it changed: over HTTP, the edges of the
+//! stack running on the data folder, if one is; over Pub/Sub, the invalidation topic. `--dry-run` prints the plan and changes nothing.
 //! Running it twice changes nothing the second time.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use meridian_replicate::{EdgePurger, ReconcileMode, ReconcileReport, ReplicateState};
+use meridian_replicate::{
+    EdgePurger, Invalidator, PubSubInvalidator, ReconcileMode, ReconcileReport, ReplicateState,
+};
 use meridian_shared::Config;
-use meridian_shared::config::Backend;
+use meridian_shared::config::{Backend, InvalidationTransport};
 use meridian_shared::tls::DevCa;
 
 use crate::error::Result;
@@ -22,8 +24,17 @@ use crate::stackfile::StackInfo;
 pub struct SyncReport {
     /// What was (or, in a dry run, would be) repaired.
     pub reconcile: ReconcileReport,
-    /// The edges purges went to: those of the stack running on the data folder.
-    pub edges: usize,
+    /// Where invalidations of what changed went.
+    pub invalidated: Invalidated,
+}
+
+/// Where a sync's invalidations went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidated {
+    /// To this many edges: those of the stack running on the data folder.
+    Edges(usize),
+    /// Published on this Pub/Sub topic.
+    Topic(String),
 }
 
 /// Reconciles the buckets of `config` (kept under `data_dir` for the local backend,
@@ -37,8 +48,17 @@ pub async fn sync(
     if config.storage.backend == Backend::Local {
         config.storage.root = data_dir.join("buckets");
     }
-    let (purger, edges) = purger_of_running_stack(data_dir, &config)?;
-    let state = ReplicateState::open(&config, purger).await?;
+    let (invalidator, invalidated): (Arc<dyn Invalidator>, _) = match config.invalidation.via {
+        InvalidationTransport::Http => {
+            let (purger, edges) = purger_of_running_stack(data_dir, &config)?;
+            (Arc::new(purger), Invalidated::Edges(edges))
+        }
+        InvalidationTransport::Pubsub => (
+            Arc::new(PubSubInvalidator::connect(&config).await?),
+            Invalidated::Topic(config.invalidation.topic.clone()),
+        ),
+    };
+    let state = ReplicateState::open(&config, invalidator).await?;
     let mode = if dry_run {
         ReconcileMode::Plan
     } else {
@@ -46,7 +66,7 @@ pub async fn sync(
     };
     Ok(SyncReport {
         reconcile: state.reconcile_with(mode, checked).await?,
-        edges,
+        invalidated,
     })
 }
 

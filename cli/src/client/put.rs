@@ -95,7 +95,16 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
         .await
         .map_err(|_| CliError::Internal("upload: the error answer stalled".into()))??;
     bar.finish_and_clear();
-    let report = read_report(response.headers(), name, content_type)?;
+    let report = if response.headers().contains_key("x-goog-generation") {
+        read_report(response.headers(), name, content_type)?
+    } else {
+        // fake-gcs-server (the emulated stack) answers with the JSON object resource
+        // instead of Cloud Storage's x-goog headers.
+        let body = tokio::time::timeout(client.limits.request_timeout(), response.bytes())
+            .await
+            .map_err(|_| CliError::Internal("upload: the answer stalled".into()))??;
+        read_object_resource(&body, name, content_type)?
+    };
     let sent = std::mem::take(&mut *md5.lock().unwrap_or_else(|p| p.into_inner()));
     let sent_md5 = base64::engine::general_purpose::STANDARD.encode(md5::Digest::finalize(sent));
     if report.md5_hash != sent_md5 || report.size != size {
@@ -105,6 +114,36 @@ pub async fn put(client: &Client, file: &Path, name: Option<&str>) -> Result<Put
         )));
     }
     Ok(report)
+}
+
+/// Reads an upload answer that is a JSON object resource (`size`, `generation`,
+/// `md5Hash`, `crc32c`), as fake-gcs-server sends.
+fn read_object_resource(body: &[u8], name: String, content_type: String) -> Result<PutReport> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ObjectResource {
+        size: String,
+        generation: String,
+        md5_hash: String,
+        crc32c: Option<String>,
+    }
+    let object: ObjectResource = serde_json::from_slice(body).map_err(|e| {
+        CliError::Internal(format!(
+            "the upload answer has no x-goog headers and is not an object resource: {e}"
+        ))
+    })?;
+    let number = |field: &str, text: &str| {
+        text.parse::<i64>()
+            .map_err(|_| CliError::Internal(format!("the upload answer's {field} is not a number")))
+    };
+    Ok(PutReport {
+        name,
+        size: u64::try_from(number("size", &object.size)?).unwrap_or(0),
+        generation: number("generation", &object.generation)?,
+        md5_hash: object.md5_hash,
+        crc32c: object.crc32c,
+        content_type,
+    })
 }
 
 /// Reads Cloud Storage's upload answer.

@@ -6,32 +6,12 @@
 //! `scripts/test` builds the binaries before the suite runs.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meridian_shared::auth::PurgeSigningKey;
 
-/// Where cargo put the binaries: beside the test executable's `deps` folder.
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::current_exe()
-        .expect("test executable")
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target folder")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the suite with scripts/test, which builds the binaries first",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
+use crate::harness::{binary, free_port};
 
 /// Runs `name` as a container would, checks it serves `/healthz` on `$PORT`, stops it
 /// with SIGTERM and returns its log lines.

@@ -64,7 +64,7 @@ async fn any_mangled_event_stream_then_sync_converges() {
         let state = ReplicateState::new(
             main.clone(),
             replicas.clone(),
-            EdgePurger::new(http.clone(), Vec::new(), key.clone()),
+            Arc::new(EdgePurger::new(http.clone(), Vec::new(), key.clone())),
         );
 
         // What happens to the main bucket, and the events it produces.

@@ -214,7 +214,7 @@ async fn damaged_metadata_is_skipped_and_reported_while_everything_else_is_repai
         Vec::new(),
         Arc::new(PurgeSigningKey::generate().expect("key")),
     );
-    let state = ReplicateState::new(Arc::new(main), replicas, purger);
+    let state = ReplicateState::new(Arc::new(main), replicas, Arc::new(purger));
     let report = state.reconcile().await.expect("reconcile runs to the end");
 
     let skipped: Vec<(&str, &str)> = report

@@ -1,9 +1,11 @@
 //! Workspace integration tests: real sockets on port 0, real TLS, real HTTP clients,
-//! fake-gcs-server for Cloud Storage. One crate, so everything links once.
+//! fake-gcs-server for Cloud Storage, the Pub/Sub emulator for Pub/Sub. One crate, so everything links once.
 //!
 //! # Layout
 //! - `integrity`: damaged bucket files and metadata are never passed off as whole.
-//! - `harness`: shared helpers (test data, the in-process stack, fake-gcs-server).
+//! - `pipeline`: changes reach every edge over HTTP and over emulated Pub/Sub, and
+//!   survive a killed replicator and an edge that was down.
+//! - `harness`: shared helpers (test data, the in-process stack, the binaries).
 //! - `storage_suite`: one behaviour suite run on the local, memory and GCS backends.
 //! - `sign_blob`: signing through a stand-in IAM Credentials API, as on Cloud Run.
 //! - `signing_conformance`: Google's V4 signed-URL conformance cases.
@@ -28,6 +30,7 @@ mod discovery;
 mod end_to_end;
 mod harness;
 mod integrity;
+mod pipeline;
 mod purge_auth;
 mod purge_retry;
 mod replication;

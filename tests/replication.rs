@@ -54,11 +54,11 @@ impl Replicator {
         let state = ReplicateState::new(
             main.clone(),
             regions,
-            EdgePurger::new(
+            Arc::new(EdgePurger::new(
                 reqwest::Client::new(),
                 Vec::new(),
                 Arc::new(PurgeSigningKey::generate().expect("key")),
-            ),
+            )),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -10,8 +10,8 @@ use meridian_shared::storage::{
 };
 use meridian_shared::{Bucket, Error, ObjectName};
 
-use crate::harness::fake_gcs::FakeGcs;
 use crate::harness::pseudo_random_bytes;
+use meridian_cli::emulators::FakeGcs;
 
 fn name(text: &str) -> ObjectName {
     ObjectName::new(text).expect("valid name")
@@ -355,7 +355,7 @@ async fn memory_backend_behaves_like_a_bucket() {
 
 #[tokio::test]
 async fn gcs_backend_behaves_like_a_bucket_on_fake_gcs_server() {
-    let server = FakeGcs::start().await;
+    let server = FakeGcs::start().await.expect("fake-gcs-server starts");
     let client = GcsClient::anonymous(&server.endpoint, &Default::default())
         .await
         .expect("client");

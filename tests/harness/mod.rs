@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests.
 
-pub mod fake_gcs;
 pub mod stack;
 
 use std::path::PathBuf;
@@ -27,6 +26,29 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
+}
+
+/// Where cargo put the workspace's binaries: beside the test executable's `deps`
+/// folder. `scripts/test` builds them before the suite runs.
+pub fn binary(name: &str) -> PathBuf {
+    let path = std::env::current_exe()
+        .expect("test executable")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target folder")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with scripts/test, which builds the binaries first",
+        path.display()
+    );
+    path
+}
+
+/// A loopback port free right now, for processes that must be told theirs.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
 }
 
 /// Serves `router` over plain HTTP on a port-0 listener until `stop`; returns its base

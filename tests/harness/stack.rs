@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use meridian_cli::emulators::{FakeGcsData, GcpEmulators};
 use meridian_cli::local::{LocalSecrets, trusting_client};
 use meridian_cli::stack;
 use meridian_cli::{Ports, RunningStack, StackOptions};
@@ -26,12 +27,27 @@ pub struct TestStack {
 impl TestStack {
     /// Starts a stack with the default ten regions.
     pub async fn start() -> TestStack {
+        TestStack::start_with(None).await
+    }
+
+    /// Starts a stack with the default ten regions on emulated Google Cloud: buckets in
+    /// fake-gcs-server, notifications and invalidations through the Pub/Sub emulator.
+    /// Fails (never skips) when the emulators are missing.
+    pub async fn start_on_emulators() -> TestStack {
+        let emulators = GcpEmulators::start(&Config::default(), FakeGcsData::Memory)
+            .await
+            .unwrap_or_else(|e| panic!("the emulators must run here: {e}"));
+        TestStack::start_with(Some(emulators)).await
+    }
+
+    async fn start_with(emulators: Option<GcpEmulators>) -> TestStack {
         let parent = tempfile::tempdir().expect("tempdir");
         let data_dir = parent.path().join("data");
         let stack = stack::start(StackOptions {
             data_dir: data_dir.clone(),
             ports: Ports::Ephemeral,
             config: Config::default(),
+            emulators,
         })
         .await
         .expect("stack starts");

@@ -20,6 +20,8 @@ locals {
     "boot/roles/compute.viewer" = { account = "boot", role = "roles/compute.viewer" }
     # Edge VMs send their container logs to Cloud Logging.
     "edge/roles/logging.logWriter" = { account = "edge", role = "roles/logging.logWriter" }
+    # Edge VMs manage their own invalidation subscription (pubsub.tf).
+    "edge/meridianEdgeSubscriptions" = { account = "edge", role = google_project_iam_custom_role.edge_subscriptions.id }
     # Eventarc requires the trigger's identity to hold this to receive direct events.
     "eventarc/roles/eventarc.eventReceiver" = { account = "eventarc", role = "roles/eventarc.eventReceiver" }
     # Deploys Cloud Run revisions and sets who may invoke them (--[no-]allow-unauthenticated

@@ -28,6 +28,8 @@ locals {
     regions     = var.regions
     buckets     = local.buckets
     purge_key   = var.purge_public_key
+    # The topic's short name: the config names topics within [pubsub] project.
+    invalidation_topic = google_pubsub_topic.invalidations.name
   })
 }
 

@@ -411,37 +411,85 @@ impl super::Bucket for LocalBucket {
     async fn list_page(&self, prefix: &str, page_token: Option<&str>) -> Result<super::ListPage> {
         let objects = self.dir.join("objects");
         let prefix = prefix.to_string();
-        // A page is whole fan folders (objects are spread over 256 by name hash), as
-        // many as it takes to reach about PAGE_OBJECTS; the token names the next fan.
         let start = page_token.map(str::to_string);
         tokio::task::spawn_blocking(move || {
-            let mut page = super::ListPage::default();
-            for fan in fans(&objects)? {
-                let fan_name = fan.file_name().map(|n| n.to_string_lossy().into_owned());
-                if start
-                    .as_ref()
-                    .is_some_and(|start| fan_name.as_ref() < Some(start))
-                {
-                    continue;
-                }
-                if page.objects.len() >= PAGE_OBJECTS {
-                    page.next_page_token = fan_name;
-                    break;
-                }
-                page.objects.extend(list_fan(&fan, &prefix)?);
-            }
-            page.objects.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(page)
+            list_page_of(&objects, &prefix, start.as_deref(), PAGE_OBJECTS)
         })
         .await
         .map_err(|e| Error::internal("listing task failed", e))?
     }
 }
 
+/// One page of the objects under `objects` whose names start with `prefix`. A page is
+/// whole fan folders (objects are spread over 256 by name hash), from the one named
+/// `start` on, as many as it takes to reach about `page_objects`; the token names the
+/// next fan.
+fn list_page_of(
+    objects: &Path,
+    prefix: &str,
+    start: Option<&str>,
+    page_objects: usize,
+) -> Result<super::ListPage> {
+    let mut page = super::ListPage::default();
+    for fan in fans(objects)? {
+        let fan_name = fan.file_name().map(|n| n.to_string_lossy().into_owned());
+        if start.is_some_and(|start| fan_name.as_deref() < Some(start)) {
+            continue;
+        }
+        if page.objects.len() >= page_objects {
+            page.next_page_token = fan_name;
+            break;
+        }
+        page.objects.extend(list_fan(&fan, prefix)?);
+    }
+    page.objects.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::{Bucket, stream_from_bytes};
+
+    #[tokio::test]
+    async fn paging_walks_every_object_once_over_many_pages() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let bucket = LocalBucket::open(root.path(), "b-test")
+            .await
+            .expect("open");
+        for i in 0..60 {
+            let name = ObjectName::new(format!("p/{i:02}")).expect("name");
+            bucket
+                .put(
+                    &name,
+                    stream_from_bytes(vec![i as u8]),
+                    PutOptions::default(),
+                )
+                .await
+                .expect("put");
+        }
+        let objects = bucket.dir().join("objects");
+        let (mut seen, mut pages, mut token) = (Vec::new(), 0, None::<String>);
+        loop {
+            let page = list_page_of(&objects, "p/", token.as_deref(), 5).expect("page");
+            pages += 1;
+            seen.extend(page.objects.into_iter().map(|m| m.name));
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        assert!(
+            pages >= 10,
+            "60 objects in pages of about 5 took {pages} pages"
+        );
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "no object twice");
+        let expected: Vec<String> = (0..60).map(|i| format!("p/{i:02}")).collect();
+        assert_eq!(sorted, expected, "every object once");
+    }
 
     #[tokio::test]
     async fn a_failed_upload_leaves_nothing_behind() {

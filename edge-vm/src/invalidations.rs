@@ -165,3 +165,19 @@ async fn apply(state: &EdgeState, message: ReceivedMessage) {
         tracing::warn!(message = %message.message.message_id, %status, "acknowledging an invalidation failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_ids_are_stable_and_valid_for_pubsub() {
+        let id = subscription_id("europe-west2", "Edge_7.internal");
+        assert_eq!(id, "meridian-edge-europe-west2-edge-7-internal");
+        assert_eq!(id, subscription_id("europe-west2", "Edge_7.internal"));
+        meridian_shared::config::validate_pubsub_id(&id).expect("a valid Pub/Sub id");
+        let long = subscription_id("r", &"x".repeat(400));
+        assert_eq!(long.len(), 255);
+        meridian_shared::config::validate_pubsub_id(&long).expect("a valid Pub/Sub id");
+    }
+}

@@ -1049,6 +1049,40 @@ mod tests {
     }
 
     #[test]
+    fn pubsub_settings_are_checked_and_read_from_the_environment() {
+        let topic = err("[invalidation]\ntopic = \"goog-topic\"\n");
+        assert!(topic.contains("invalidation.topic"), "{topic}");
+        let chars = err("[replicate]\npull_subscription = \"sub/with/slashes\"\n");
+        assert!(chars.contains("replicate.pull_subscription"), "{chars}");
+        let deadline = err("[replicate]\npull_ack_deadline_seconds = 5\n");
+        assert!(deadline.contains("between 10 and 600"), "{deadline}");
+        let ttl = err("[invalidation]\nsubscription_ttl_seconds = 60\n");
+        assert!(ttl.contains("one day"), "{ttl}");
+        let host = err("[pubsub]\nemulator_host = \"http://127.0.0.1:8085\"\n");
+        assert!(host.contains("pubsub.emulator_host"), "{host}");
+
+        let mut config = Config::default();
+        config
+            .apply_env(|key| match key {
+                "MERIDIAN_INVALIDATION" => Some("pubsub".into()),
+                "PUBSUB_EMULATOR_HOST" => Some("127.0.0.1:8085".into()),
+                "MERIDIAN_REPLICATE_SUBSCRIPTION" => Some("meridian-replicate".into()),
+                _ => None,
+            })
+            .expect("valid overrides");
+        config.validate().expect("valid");
+        assert_eq!(config.invalidation.via, InvalidationTransport::Pubsub);
+        assert_eq!(
+            config.pubsub.emulator_host.as_deref(),
+            Some("127.0.0.1:8085")
+        );
+        assert_eq!(
+            config.replicate.pull_subscription.as_deref(),
+            Some("meridian-replicate")
+        );
+    }
+
+    #[test]
     fn short_or_missing_secrets_are_refused() {
         let auth = AuthConfig {
             jwt_secret: Some("short".into()),

@@ -16,7 +16,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use meridian_shared::pubsub::{self, PubSubClient, ReceivedMessage};
 use meridian_shared::{Config, Result};
 use tokio::task::JoinHandle;
@@ -26,8 +25,11 @@ use crate::EdgeState;
 
 /// A message not acknowledged within this long is delivered again (to this edge).
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
-/// Wait before subscribing again after the stream broke off.
-const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(500);
+/// Invalidations taken per pull.
+const PULL_BATCH: i32 = 100;
+/// Wait after a failed pull; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// This edge's subscription and the task applying what arrives on it.
 pub struct InvalidationListener {
@@ -92,8 +94,8 @@ impl InvalidationListener {
         &self.subscription_id
     }
 
-    /// A clean stop: stops reading (messages taken but not applied go back) and deletes
-    /// the subscription.
+    /// A clean stop: stops reading (after applying what it holds) and deletes the
+    /// subscription.
     pub async fn stop(self) -> Result<()> {
         let InvalidationListener {
             client,
@@ -124,32 +126,35 @@ impl InvalidationListener {
     }
 }
 
+/// Pulls and applies invalidations until `stop`. Long-polling unary pulls rather than a
+/// streaming pull: a cancelled streaming pull leaves its request half open (the client
+/// library keeps pinging on it), and the emulator goes on handing messages to it; a
+/// cancelled unary pull is simply gone, so an edge stopped in-process leaves nothing
+/// behind that could swallow its invalidations.
 async fn listen(subscription: pubsub::Subscription, state: EdgeState, stop: CancellationToken) {
-    while !stop.is_cancelled() {
-        match subscription
-            .subscribe(Some(pubsub::stream_settings(ACK_DEADLINE, 1000)))
-            .await
-        {
-            Ok(mut messages) => {
-                loop {
-                    tokio::select! {
-                        message = messages.next() => match message {
-                            Some(message) => apply(&state, message).await,
-                            None => break,
-                        },
-                        () = stop.cancelled() => break,
-                    }
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let pulled = tokio::select! {
+            pulled = subscription.pull(PULL_BATCH, None) => pulled,
+            () = stop.cancelled() => return,
+        };
+        match pulled {
+            Ok(messages) => {
+                backoff = FIRST_BACKOFF;
+                // Applied in order, each acknowledged after its purge; a stop waits for
+                // the batch in hand, so nothing taken is left unapplied.
+                for message in messages {
+                    apply(&state, message).await;
                 }
-                // Hands back what was received and not applied, for redelivery.
-                messages.dispose().await;
             }
             Err(status) => {
                 tracing::warn!(subscription = %subscription.id(), %status, "cannot read invalidations; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(meridian_shared::outbound::with_jitter(backoff)) => {}
+                    () = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(meridian_shared::outbound::with_jitter(RESUBSCRIBE_AFTER)) => {}
-            () = stop.cancelled() => {}
         }
     }
 }

@@ -76,8 +76,12 @@ async fn boot_with_discovery(compute: &str, stop: &CancellationToken) -> String 
     discovery.project = Some("meridian-test".into());
     discovery.compute_endpoint = compute.to_string();
     discovery.refresh_interval_ms = 100;
+    // The listed addresses are made up: this test is about discovery, not health.
+    config.boot.health.probe = false;
     config.validate().expect("valid config");
-    let state = BootState::from_config(&config).await.expect("boot state");
+    let state = BootState::from_config(&config, reqwest::Client::new())
+        .await
+        .expect("boot state");
     serve_plain(meridian_boot::router(state), stop).await
 }
 

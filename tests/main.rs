@@ -18,6 +18,7 @@
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
 //! - `purge_retry`: a purge an edge does not take is retried until it does.
 //! - `replication`: event delivery semantics of the replicate function.
+//! - `routing`: boot answers with live edges only, and redirects curl to the object.
 //! - `sync`: `meridian sync` plans, repairs, and is idempotent.
 //! - `timeouts`: silent upstreams answer 504 within the configured time.
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
@@ -34,6 +35,7 @@ mod pipeline;
 mod purge_auth;
 mod purge_retry;
 mod replication;
+mod routing;
 mod sign_blob;
 mod signing_conformance;
 mod storage_suite;

@@ -166,6 +166,7 @@ fn error_code(error: &Error) -> &'static str {
         Error::BucketNotFound(_) => "NoSuchBucket",
         Error::NotFound(_) => "NoSuchKey",
         Error::PreconditionFailed(_) => "PreconditionFailed",
+        Error::Unavailable(_) => "ServiceUnavailable",
         // Cloud Storage's RequestTimeout (400) and ServiceUnavailable (503) mean other
         // things to its clients' retry logic: ours are failures beneath us (502, 504).
         Error::Timeout { .. }
@@ -193,6 +194,7 @@ fn error_message(code: &str) -> &'static str {
         "InvalidArgument" => "Invalid argument.",
         "PreconditionFailed" => "At least one of the pre-conditions you specified did not hold.",
         "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
+        "ServiceUnavailable" => "Service Unavailable",
         _ => "We encountered an internal error. Please try again.",
     }
 }

@@ -230,7 +230,9 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
             .await
         });
     };
-    spawn(boot, meridian_boot::router(BootState::new(&config)), None);
+    // Boot probes the edges with the client that trusts the stack's CA.
+    let boot_state = BootState::from_config(&config, http.clone()).await?;
+    spawn(boot, meridian_boot::router(boot_state), None);
     spawn(
         sign,
         meridian_sign::router(

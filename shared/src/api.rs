@@ -65,6 +65,59 @@ impl LocationSource {
     }
 }
 
+/// The answer to boot's `GET /v1/status`: every region, its edges and their health,
+/// and what boot has answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// Whether boot probes edges (when not, every known edge counts as live).
+    pub probing: bool,
+    /// Every region, in configuration order.
+    pub regions: Vec<RegionStatus>,
+    /// Routing counters since boot started.
+    pub routing: RoutingCounters,
+}
+
+/// One region on the status page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionStatus {
+    /// Region name.
+    pub name: String,
+    /// City.
+    pub city: String,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Its known edges.
+    pub edges: Vec<EdgeStatus>,
+}
+
+/// One edge's health as boot's probes see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    /// Base URL.
+    pub url: String,
+    /// In answers.
+    pub live: bool,
+    /// When it was last probed (Unix milliseconds); `None` before the first probe.
+    pub last_probe_unix_ms: Option<u64>,
+    /// How long the last probe took, when it passed.
+    pub latency_ms: Option<f64>,
+    /// Why the last probe failed, when it did.
+    pub last_error: Option<String>,
+}
+
+/// What boot has answered since it started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoutingCounters {
+    /// `GET /v1/edges` answers.
+    pub edge_lists: u64,
+    /// `GET /r/{object}` redirects.
+    pub redirects: u64,
+    /// Requests refused (bad location, bad name) or with no live edge.
+    pub refused: u64,
+}
+
 /// One edge to try.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeEntry {

@@ -388,6 +388,37 @@ pub struct BootSettings {
     pub ttl_seconds: u64,
     /// Where boot learns which edges exist. Default: the regions' `edges`.
     pub discovery: DiscoverySettings,
+    /// How boot learns which edges are alive.
+    pub health: HealthSettings,
+}
+
+/// Edge health probing: boot asks every known edge for `/healthz` and answers only
+/// with live ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Probe edges at all. Default: true. Env: `MERIDIAN_HEALTH_PROBES`.
+    pub probe: bool,
+    /// Time between probe rounds, in milliseconds. Default: 500.
+    pub interval_ms: u64,
+    /// Time one probe may take, in milliseconds. Default: 500.
+    pub timeout_ms: u64,
+    /// Consecutive failed probes that take a live edge out of answers. Default: 2.
+    pub unhealthy_after: u32,
+    /// Consecutive good probes that bring a dead edge back. Default: 2.
+    pub healthy_after: u32,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            probe: true,
+            interval_ms: 500,
+            timeout_ms: 500,
+            unhealthy_after: 2,
+            healthy_after: 2,
+        }
+    }
 }
 
 /// Where boot learns which edges exist.
@@ -462,6 +493,7 @@ impl Default for BootSettings {
             fallback_regions: 2,
             ttl_seconds: 60,
             discovery: DiscoverySettings::default(),
+            health: HealthSettings::default(),
         }
     }
 }
@@ -579,6 +611,13 @@ impl Config {
         }
         if let Some(v) = var("MERIDIAN_DISCOVERY_PROJECT") {
             self.boot.discovery.project = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_HEALTH_PROBES") {
+            self.boot.health.probe = v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "MERIDIAN_HEALTH_PROBES: {v:?} is not true or false"
+                ))
+            })?;
         }
         if let Some(v) = var("MERIDIAN_RECONCILE_EVERY_SECONDS") {
             self.replicate.reconcile_every_seconds = Some(v.parse().map_err(|_| {
@@ -779,6 +818,20 @@ impl Config {
                 return bad(
                     "boot.discovery.edge_scheme".into(),
                     "must be http or https".into(),
+                );
+            }
+        }
+        let health = &self.boot.health;
+        for (field, value) in [
+            ("interval_ms", health.interval_ms),
+            ("timeout_ms", health.timeout_ms),
+            ("unhealthy_after", u64::from(health.unhealthy_after)),
+            ("healthy_after", u64::from(health.healthy_after)),
+        ] {
+            if value == 0 {
+                return bad(
+                    format!("boot.health.{field}"),
+                    "must be greater than 0".into(),
                 );
             }
         }

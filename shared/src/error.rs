@@ -61,6 +61,10 @@ pub enum Error {
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
 
+    /// Nothing can serve the request right now (no edge is live); worth retrying.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+
     // --- Configuration. ---
     /// The configuration is invalid; the message names the offending field.
     #[error("invalid configuration: {0}")]
@@ -174,6 +178,7 @@ impl Error {
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Config(_) | Error::Corrupt(_) | Error::Io(_) | Error::Internal { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -184,7 +189,8 @@ impl Error {
     /// server errors, whose cause is logged instead (it may name paths or hosts).
     pub fn public_message(&self) -> String {
         let status = self.http_status();
-        if status.is_server_error() {
+        // Unavailable says only what the client may act on (wait and retry).
+        if status.is_server_error() && !matches!(self, Error::Unavailable(_)) {
             status
                 .canonical_reason()
                 .unwrap_or("server error")

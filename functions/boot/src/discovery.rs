@@ -5,7 +5,7 @@
 //! keeps the last good list, so an API hiccup never empties boot's answers.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_shared::config::{DiscoverySettings, GOOGLE_COMPUTE_ENDPOINT};
@@ -14,41 +14,10 @@ use meridian_shared::{Error, Result};
 use serde::Deserialize;
 use token_source::TokenSource;
 
-use crate::EdgePicker;
+use crate::EdgeDirectory;
 
 /// Compute Engine's read-only scope.
 const COMPUTE_SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/compute.readonly"];
-
-/// The edges boot answers with now; replaced whole by each successful refresh.
-#[derive(Debug)]
-pub struct EdgeDirectory {
-    // A std lock: held only to clone or swap an Arc, never across an await.
-    current: RwLock<Arc<EdgePicker>>,
-}
-
-impl EdgeDirectory {
-    /// A directory answering with `picker` until replaced.
-    pub fn new(picker: EdgePicker) -> EdgeDirectory {
-        EdgeDirectory {
-            current: RwLock::new(Arc::new(picker)),
-        }
-    }
-
-    /// The picker to answer this request with.
-    pub fn current(&self) -> Arc<EdgePicker> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn replace(&self, picker: EdgePicker) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(picker);
-    }
-}
 
 /// Lists edge instances through the Compute Engine API.
 pub struct ComputeDiscovery {
@@ -163,7 +132,6 @@ impl ComputeDiscovery {
     pub fn spawn_refresh(
         self,
         regions: Vec<Region>,
-        fallback_regions: usize,
         directory: Arc<EdgeDirectory>,
     ) -> tokio::task::JoinHandle<()> {
         let interval = Duration::from_millis(self.settings.refresh_interval_ms);
@@ -174,8 +142,7 @@ impl ComputeDiscovery {
                 ticks.tick().await;
                 match self.list().await {
                     Ok(found) => {
-                        let regions = with_edges(&regions, &found);
-                        directory.replace(EdgePicker::new(regions, fallback_regions));
+                        directory.set_known(with_edges(&regions, &found));
                     }
                     Err(e) => tracing::warn!(
                         cause = %meridian_shared::error::Chain(&e),

@@ -4,14 +4,26 @@
 //! that has edges contributes all of them, rotated round-robin across calls so load
 //! spreads; the next `fallback_regions` regions contribute one edge each.
 //!
+//! Only live edges are in answers: boot probes every edge's `/healthz` in the
+//! background (`boot.health`), and a region whose edges are all down gives way to the
+//! next. `GET /r/{object}` answers with a redirect to the chosen edge's copy, so
+//! browsers and curl use the CDN without Meridian's client.
+//!
 //! # Layout
 //! - `locate`: where the client is (explicit lat/lon, or the configured default).
 //! - `pick`: ordering regions and rotating edges.
+//! - `directory`: the known edges less the dead ones, swapped whole on a change.
+//! - `discovery`: the known edges from the Compute Engine API.
+//! - `health`: probing edges.
+//! - `status`: the status page and its JSON.
 //! - this file: the router and the response shape.
 
+mod directory;
 mod discovery;
+mod health;
 mod locate;
 mod pick;
+mod status;
 
 use std::sync::Arc;
 
@@ -22,7 +34,9 @@ use meridian_shared::Config;
 use meridian_shared::config::DiscoverySource;
 use meridian_shared::regions::Location;
 
-pub use discovery::{ComputeDiscovery, EdgeDirectory};
+pub use directory::EdgeDirectory;
+pub use discovery::ComputeDiscovery;
+pub use health::{EdgeHealth, HealthBoard};
 pub use locate::LocationQuery;
 pub use meridian_shared::api::{ClientLocation, EdgeEntry, EdgesResponse, LocationSource};
 pub use pick::EdgePicker;
@@ -31,56 +45,78 @@ pub use pick::EdgePicker;
 #[derive(Clone)]
 pub struct BootState {
     directory: Arc<EdgeDirectory>,
+    health: Arc<HealthBoard>,
+    /// Whether `health` is being filled by probes.
+    probing: bool,
+    routing: Arc<status::Routing>,
     default_location: Location,
     ttl_seconds: u64,
-    /// The discovery refresh, stopped when the last clone of the state goes.
-    _refresh: Option<Arc<RefreshTask>>,
+    /// Discovery refresh and health probes, stopped when the last clone of the state
+    /// goes.
+    _tasks: Vec<Arc<BackgroundTask>>,
 }
 
-struct RefreshTask(tokio::task::JoinHandle<()>);
+struct BackgroundTask(tokio::task::JoinHandle<()>);
 
-impl Drop for RefreshTask {
+impl Drop for BackgroundTask {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
 impl BootState {
-    /// State answering with the edges listed in `config`'s regions.
+    /// State answering with the edges listed in `config`'s regions, unprobed.
     pub fn new(config: &Config) -> BootState {
         BootState {
-            directory: Arc::new(EdgeDirectory::new(EdgePicker::new(
+            directory: Arc::new(EdgeDirectory::new(
                 config.regions.clone(),
                 config.boot.fallback_regions,
-            ))),
+            )),
+            health: Arc::new(HealthBoard::default()),
+            probing: false,
+            routing: Arc::default(),
             default_location: config.boot.default_location,
             ttl_seconds: config.boot.ttl_seconds,
-            _refresh: None,
+            _tasks: Vec::new(),
         }
     }
 
     /// State for `config`: with Compute Engine discovery, its edges are the running
-    /// edge instances, refreshed in the background (must run inside a Tokio runtime);
-    /// otherwise the edges listed in the config.
-    pub async fn from_config(config: &Config) -> meridian_shared::Result<BootState> {
+    /// edge instances, refreshed in the background; otherwise the edges listed in the
+    /// config. With `boot.health.probe`, edges are probed through `http` (which must
+    /// trust their certificates). Must run inside a Tokio runtime.
+    pub async fn from_config(
+        config: &Config,
+        http: reqwest::Client,
+    ) -> meridian_shared::Result<BootState> {
         let mut state = BootState::new(config);
         if config.boot.discovery.source == DiscoverySource::Compute {
             let discovery = ComputeDiscovery::new(&config.boot.discovery, &config.outbound).await?;
-            let task = discovery.spawn_refresh(
-                config.regions.clone(),
-                config.boot.fallback_regions,
+            let task = discovery.spawn_refresh(config.regions.clone(), state.directory.clone());
+            state._tasks.push(Arc::new(BackgroundTask(task)));
+        }
+        if config.boot.health.probe {
+            let task = health::spawn_probes(
+                http,
+                config.boot.health.clone(),
                 state.directory.clone(),
+                state.health.clone(),
             );
-            state._refresh = Some(Arc::new(RefreshTask(task)));
+            state._tasks.push(Arc::new(BackgroundTask(task)));
+            state.probing = true;
         }
         Ok(state)
     }
 }
 
-/// The boot router: `GET /v1/edges`, `GET /healthz`.
+/// The boot router: `GET /v1/edges`, `GET /r/{object}`, `GET /status`,
+/// `GET /v1/status`, `GET /healthz`.
 pub fn router(state: BootState) -> Router {
     Router::new()
         .route("/v1/edges", get(edges))
+        .route("/r/{*object}", get(redirect))
+        .route("/status", get(status::status_page))
+        .route("/v1/status", get(status::status_json))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -89,13 +125,22 @@ async fn edges(
     State(state): State<BootState>,
     Query(query): Query<LocationQuery>,
 ) -> meridian_shared::Result<Json<EdgesResponse>> {
+    let answer = edge_list(&state, &query);
+    status::count(match answer {
+        Ok(_) => &state.routing.edge_lists,
+        Err(_) => &state.routing.refused,
+    });
+    answer.map(Json)
+}
+
+fn edge_list(state: &BootState, query: &LocationQuery) -> meridian_shared::Result<EdgesResponse> {
     let (location, source) = query.resolve(state.default_location)?;
     let count = query.count()?;
     let mut edges = state.directory.current().pick(&location);
     if let Some(count) = count {
         edges.truncate(count);
     }
-    Ok(Json(EdgesResponse {
+    Ok(EdgesResponse {
         client: ClientLocation {
             lat: location.lat,
             lon: location.lon,
@@ -103,5 +148,52 @@ async fn edges(
         },
         edges,
         ttl_seconds: state.ttl_seconds,
-    }))
+    })
+}
+
+/// `GET /r/{object}`: 302 to the object on the first edge boot would answer with.
+/// `Cache-Control: private`, since the answer depends on who asks and on edge health.
+async fn redirect(
+    State(state): State<BootState>,
+    Query(query): Query<LocationQuery>,
+    uri: axum::http::Uri,
+) -> meridian_shared::Result<axum::response::Response> {
+    let answer = redirect_to_edge(&state, &query, &uri);
+    status::count(match answer {
+        Ok(_) => &state.routing.redirects,
+        Err(_) => &state.routing.refused,
+    });
+    answer
+}
+
+fn redirect_to_edge(
+    state: &BootState,
+    query: &LocationQuery,
+    uri: &axum::http::Uri,
+) -> meridian_shared::Result<axum::response::Response> {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    // The path as sent (still percent-encoded), checked as an object name once decoded.
+    let encoded = uri.path().strip_prefix("/r/").unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .map_err(|_| meridian_shared::Error::InvalidName("object name is not UTF-8".into()))?;
+    meridian_shared::ObjectName::new(decoded.into_owned())?;
+    let (location, _) = query.resolve(state.default_location)?;
+    let Some(edge) = state.directory.current().pick(&location).into_iter().next() else {
+        return Err(meridian_shared::Error::Unavailable(
+            "no edge is live right now".into(),
+        ));
+    };
+    let target = format!("{}/{encoded}", edge.url.trim_end_matches('/'));
+    let location = HeaderValue::from_str(&target)
+        .map_err(|e| meridian_shared::Error::internal("redirect target", e))?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("private")),
+        ],
+    )
+        .into_response())
 }

@@ -184,6 +184,13 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
         Command::Edges { location } => {
             let client = Client::connect(&data_dir, limits).await?;
             let list = client::edges(&client, location.pair()).await?;
+            let status = client::status(&client).await?;
+            let health: std::collections::BTreeMap<&str, &meridian_shared::api::EdgeStatus> =
+                status
+                    .regions
+                    .iter()
+                    .flat_map(|r| r.edges.iter().map(|e| (e.url.as_str(), e)))
+                    .collect();
             println!(
                 "client at {:.4}, {:.4} ({})",
                 list.client.lat,
@@ -191,7 +198,22 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
                 list.client.source.as_str()
             );
             for (i, edge) in list.edges.iter().enumerate() {
-                println!("{:>2}  {:<22} {}", i + 1, edge.region, edge.url);
+                let probe = match health.get(edge.url.as_str()).and_then(|e| e.latency_ms) {
+                    Some(ms) => format!("live, /healthz in {ms:.1} ms"),
+                    None if status.probing => "live, not probed yet".to_string(),
+                    None => "not probed".to_string(),
+                };
+                println!("{:>2}  {:<22} {:<26} {probe}", i + 1, edge.region, edge.url);
+            }
+            for region in &status.regions {
+                for edge in region.edges.iter().filter(|e| !e.live) {
+                    println!(
+                        "    down: {:<16} {:<26} {}",
+                        region.name,
+                        edge.url,
+                        edge.last_error.as_deref().unwrap_or("")
+                    );
+                }
             }
             Ok(())
         }
@@ -334,6 +356,7 @@ fn print_banner(running: &meridian_cli::RunningStack) {
     if let Some(emulators) = running.emulators() {
         println!("{:<10} {} (emulator)", "pubsub", emulators.pubsub.host);
     }
+    println!("{:<10} {}/status", "status", info.boot);
     println!("\n{:<22} {:<16} EDGE", "REGION", "CITY");
     for edge in &info.edges {
         println!("{:<22} {:<16} {}", edge.region, edge.city, edge.url);

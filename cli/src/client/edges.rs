@@ -1,6 +1,7 @@
-//! `meridian edges [--lat --lon]`: what boot answers for a location.
+//! `meridian edges [--lat --lon]`: what boot answers for a location, and how healthy
+//! boot finds each edge.
 
-use meridian_shared::api::EdgesResponse;
+use meridian_shared::api::{EdgesResponse, StatusResponse};
 
 use super::{Client, check};
 use crate::error::Result;
@@ -11,5 +12,11 @@ pub async fn edges(client: &Client, location: Option<(f64, f64)>) -> Result<Edge
     if let Some((lat, lon)) = location {
         request = request.query(&[("lat", lat), ("lon", lon)]);
     }
+    Ok(check("boot", request.send().await?).await?.json().await?)
+}
+
+/// Boot's view of every edge's health (`GET /v1/status`).
+pub async fn status(client: &Client) -> Result<StatusResponse> {
+    let request = client.http.get(format!("{}/v1/status", client.info.boot));
     Ok(check("boot", request.send().await?).await?.json().await?)
 }

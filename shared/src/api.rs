@@ -49,6 +49,10 @@ pub struct ClientLocation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LocationSource {
+    /// A trusted load balancer's header.
+    Header,
+    /// A GeoIP lookup of the client's address.
+    Geoip,
     /// The client gave `lat` and `lon`.
     Query,
     /// The client gave none; the configured default was used.
@@ -59,6 +63,8 @@ impl LocationSource {
     /// Spelling in responses and logs.
     pub fn as_str(&self) -> &'static str {
         match self {
+            LocationSource::Header => "header",
+            LocationSource::Geoip => "geoip",
             LocationSource::Query => "query",
             LocationSource::Default => "default",
         }

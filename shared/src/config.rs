@@ -388,8 +388,29 @@ pub struct BootSettings {
     pub ttl_seconds: u64,
     /// Where boot learns which edges exist. Default: the regions' `edges`.
     pub discovery: DiscoverySettings,
+    /// How boot learns where a client is.
+    pub location: LocationSettings,
     /// How boot learns which edges are alive.
     pub health: HealthSettings,
+}
+
+/// Where boot takes a client to be, in this order: a header set by a trusted load
+/// balancer, a GeoIP lookup of the client's address, explicit `lat`/`lon`, the default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocationSettings {
+    /// A request header carrying `lat,long`, set by a load balancer in front of boot
+    /// (Google's external Application Load Balancer: a custom request header with
+    /// `{client_city_lat_long}`). Read only from `trusted_proxies`. Default: none.
+    pub header: Option<String>,
+    /// Networks (CIDR, IPv4 or IPv6) of the proxies in front of boot. Their header is
+    /// believed, and `X-Forwarded-For` is read back through them to the first address
+    /// that is not one of theirs. Default: none (the peer is the client).
+    pub trusted_proxies: Vec<String>,
+    /// GeoIP city databases (MMDB), searched in order (DB-IP's come as one IPv4 and
+    /// one IPv6 file; `scripts/fetch-geoip` fetches them). Default: none. Env:
+    /// `MERIDIAN_GEOIP_DATABASES` (paths separated by `:`).
+    pub geoip_databases: Vec<PathBuf>,
 }
 
 /// Edge health probing: boot asks every known edge for `/healthz` and answers only
@@ -493,6 +514,7 @@ impl Default for BootSettings {
             fallback_regions: 2,
             ttl_seconds: 60,
             discovery: DiscoverySettings::default(),
+            location: LocationSettings::default(),
             health: HealthSettings::default(),
         }
     }
@@ -611,6 +633,9 @@ impl Config {
         }
         if let Some(v) = var("MERIDIAN_DISCOVERY_PROJECT") {
             self.boot.discovery.project = Some(v);
+        }
+        if let Some(v) = var("MERIDIAN_GEOIP_DATABASES") {
+            self.boot.location.geoip_databases = std::env::split_paths(&v).collect();
         }
         if let Some(v) = var("MERIDIAN_HEALTH_PROBES") {
             self.boot.health.probe = v.parse().map_err(|_| {
@@ -821,6 +846,30 @@ impl Config {
                 );
             }
         }
+        let location = &self.boot.location;
+        if let Some(header) = &location.header
+            && http::HeaderName::from_bytes(header.as_bytes()).is_err()
+        {
+            return bad(
+                "boot.location.header".into(),
+                format!("{header:?} is not a header name"),
+            );
+        }
+        for (i, network) in location.trusted_proxies.iter().enumerate() {
+            if parse_network(network).is_err() {
+                return bad(
+                    format!("boot.location.trusted_proxies[{i}]"),
+                    format!("{network:?} is not an address or a CIDR network"),
+                );
+            }
+        }
+        if location.header.is_some() && location.trusted_proxies.is_empty() {
+            return bad(
+                "boot.location.header".into(),
+                "needs boot.location.trusted_proxies: a header from anyone else could be forged"
+                    .into(),
+            );
+        }
         let health = &self.boot.health;
         for (field, value) in [
             ("interval_ms", health.interval_ms),
@@ -863,6 +912,13 @@ impl Config {
     pub fn region(&self, name: &str) -> Option<&Region> {
         self.regions.iter().find(|r| r.name == name)
     }
+}
+
+/// A trusted-proxy entry: a CIDR network, or one address (a /32 or /128).
+pub fn parse_network(text: &str) -> std::result::Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|e| e.to_string())
 }
 
 /// Pub/Sub's rules for topic and subscription ids: 3–255 characters of letters,

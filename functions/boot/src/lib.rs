@@ -25,19 +25,20 @@ mod locate;
 mod pick;
 mod status;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use meridian_shared::Config;
 use meridian_shared::config::DiscoverySource;
-use meridian_shared::regions::Location;
 
 pub use directory::EdgeDirectory;
 pub use discovery::ComputeDiscovery;
 pub use health::{EdgeHealth, HealthBoard};
-pub use locate::LocationQuery;
+pub use locate::{LocationQuery, Locator};
 pub use meridian_shared::api::{ClientLocation, EdgeEntry, EdgesResponse, LocationSource};
 pub use pick::EdgePicker;
 
@@ -49,7 +50,7 @@ pub struct BootState {
     /// Whether `health` is being filled by probes.
     probing: bool,
     routing: Arc<status::Routing>,
-    default_location: Location,
+    locator: Arc<Locator>,
     ttl_seconds: u64,
     /// Discovery refresh and health probes, stopped when the last clone of the state
     /// goes.
@@ -65,9 +66,10 @@ impl Drop for BackgroundTask {
 }
 
 impl BootState {
-    /// State answering with the edges listed in `config`'s regions, unprobed.
-    pub fn new(config: &Config) -> BootState {
-        BootState {
+    /// State answering with the edges listed in `config`'s regions, unprobed, placing
+    /// clients as `boot.location` says (its GeoIP databases are read now).
+    pub fn new(config: &Config) -> meridian_shared::Result<BootState> {
+        Ok(BootState {
             directory: Arc::new(EdgeDirectory::new(
                 config.regions.clone(),
                 config.boot.fallback_regions,
@@ -75,10 +77,13 @@ impl BootState {
             health: Arc::new(HealthBoard::default()),
             probing: false,
             routing: Arc::default(),
-            default_location: config.boot.default_location,
+            locator: Arc::new(Locator::new(
+                &config.boot.location,
+                config.boot.default_location,
+            )?),
             ttl_seconds: config.boot.ttl_seconds,
             _tasks: Vec::new(),
-        }
+        })
     }
 
     /// State for `config`: with Compute Engine discovery, its edges are the running
@@ -89,7 +94,7 @@ impl BootState {
         config: &Config,
         http: reqwest::Client,
     ) -> meridian_shared::Result<BootState> {
-        let mut state = BootState::new(config);
+        let mut state = BootState::new(config)?;
         if config.boot.discovery.source == DiscoverySource::Compute {
             let discovery = ComputeDiscovery::new(&config.boot.discovery, &config.outbound).await?;
             let task = discovery.spawn_refresh(config.regions.clone(), state.directory.clone());
@@ -121,11 +126,21 @@ pub fn router(state: BootState) -> Router {
         .with_state(state)
 }
 
+/// The peer's address, when the server recorded it (it always does; a router driven
+/// some other way places every client by lat/lon or the default).
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
+fn peer_address(peer: Peer) -> IpAddr {
+    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.ip())
+}
+
 async fn edges(
     State(state): State<BootState>,
     Query(query): Query<LocationQuery>,
+    peer: Peer,
+    headers: HeaderMap,
 ) -> meridian_shared::Result<Json<EdgesResponse>> {
-    let answer = edge_list(&state, &query);
+    let answer = edge_list(&state, &query, peer_address(peer), &headers);
     status::count(match answer {
         Ok(_) => &state.routing.edge_lists,
         Err(_) => &state.routing.refused,
@@ -133,8 +148,13 @@ async fn edges(
     answer.map(Json)
 }
 
-fn edge_list(state: &BootState, query: &LocationQuery) -> meridian_shared::Result<EdgesResponse> {
-    let (location, source) = query.resolve(state.default_location)?;
+fn edge_list(
+    state: &BootState,
+    query: &LocationQuery,
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> meridian_shared::Result<EdgesResponse> {
+    let (location, source) = state.locator.locate(peer, headers, query)?;
     let count = query.count()?;
     let mut edges = state.directory.current().pick(&location);
     if let Some(count) = count {
@@ -156,9 +176,11 @@ fn edge_list(state: &BootState, query: &LocationQuery) -> meridian_shared::Resul
 async fn redirect(
     State(state): State<BootState>,
     Query(query): Query<LocationQuery>,
+    peer: Peer,
+    headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> meridian_shared::Result<axum::response::Response> {
-    let answer = redirect_to_edge(&state, &query, &uri);
+    let answer = redirect_to_edge(&state, &query, peer_address(peer), &headers, &uri);
     status::count(match answer {
         Ok(_) => &state.routing.redirects,
         Err(_) => &state.routing.refused,
@@ -169,6 +191,8 @@ async fn redirect(
 fn redirect_to_edge(
     state: &BootState,
     query: &LocationQuery,
+    peer: IpAddr,
+    headers: &HeaderMap,
     uri: &axum::http::Uri,
 ) -> meridian_shared::Result<axum::response::Response> {
     use axum::http::{HeaderValue, StatusCode, header};
@@ -179,7 +203,7 @@ fn redirect_to_edge(
         .decode_utf8()
         .map_err(|_| meridian_shared::Error::InvalidName("object name is not UTF-8".into()))?;
     meridian_shared::ObjectName::new(decoded.into_owned())?;
-    let (location, _) = query.resolve(state.default_location)?;
+    let (location, _) = state.locator.locate(peer, headers, query)?;
     let Some(edge) = state.directory.current().pick(&location).into_iter().next() else {
         return Err(meridian_shared::Error::Unavailable(
             "no edge is live right now".into(),

@@ -10,6 +10,7 @@
 mod watchdog;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +112,7 @@ pub async fn serve(
             draining: draining.clone(),
             closing: closing.clone(),
             limits: limits.clone(),
+            peer,
         };
         let acceptor = acceptor.clone();
         connections.spawn(async move {
@@ -153,6 +155,8 @@ struct Connection {
     /// The drain time is up: close now.
     closing: CancellationToken,
     limits: Arc<ServeOptions>,
+    /// The client's address, given to handlers as `ConnectInfo`.
+    peer: SocketAddr,
 }
 
 impl Connection {
@@ -194,9 +198,11 @@ impl Connection {
         let limits = self.limits.clone();
         let bodies = activity.clone();
         let handlers = activity.clone();
+        let peer = axum::extract::ConnectInfo(self.peer);
         let watched_requests = ServiceExt::<http::Request<axum::body::Body>>::map_request(
             self.router,
-            move |request: http::Request<hyper::body::Incoming>| {
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(peer);
                 request.map(|body| {
                     axum::body::Body::new(RequestBody::new(
                         body,

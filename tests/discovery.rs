@@ -16,7 +16,7 @@ use meridian_shared::Config;
 use meridian_shared::config::DiscoverySource;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{serve_plain, testdata};
+use crate::harness::{boot_answer, edge_urls, serve_plain, testdata};
 
 /// What the stand-in Compute API answers: the pages in order, or a failure.
 #[derive(Clone, Default)]
@@ -87,18 +87,7 @@ async fn boot_with_discovery(compute: &str, stop: &CancellationToken) -> String 
 
 /// The edge URLs boot answers for a client at `lat`, `lon` (every region's, in order).
 async fn edges_for(boot: &str, lat: f64, lon: f64) -> Vec<String> {
-    let answer: serde_json::Value = reqwest::get(format!("{boot}/v1/edges?lat={lat}&lon={lon}"))
-        .await
-        .expect("boot answers")
-        .json()
-        .await
-        .expect("json");
-    answer["edges"]
-        .as_array()
-        .expect("edges")
-        .iter()
-        .map(|e| e["url"].as_str().expect("url").to_string())
-        .collect()
+    edge_urls(&boot_answer(boot, &format!("?lat={lat}&lon={lon}"), &[]).await)
 }
 
 /// Polls until `check` holds for Tokyo's answer, for at most `within`.

@@ -11,46 +11,23 @@ use meridian_boot::BootState;
 use meridian_shared::Config;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::serve_plain;
 use crate::harness::stack::TestStack;
+use crate::harness::{boot_answer, edge_urls, serve_on, serve_plain};
 
 /// An edge stand-in on `addr` (port 0 for a new one): `/healthz` and nothing else.
 /// Returns its address, to start it again on the same port.
 async fn stand_in_edge(addr: SocketAddr, stop: &CancellationToken) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let bound = listener.local_addr().expect("addr");
     let router = Router::new().route("/healthz", get(|| async { "ok" }));
-    tokio::spawn(meridian_shared::server::serve(
-        listener,
-        router,
-        None,
-        meridian_shared::server::ServeOptions::default(),
-        stop.clone().cancelled_owned(),
-    ));
-    bound
+    serve_on(addr, router, stop).await
 }
 
 /// The edge URLs boot answers with for a client at its default location (Madrid).
-async fn answered(http: &reqwest::Client, boot: &str) -> Vec<String> {
-    let answer: serde_json::Value = http
-        .get(format!("{boot}/v1/edges"))
-        .send()
-        .await
-        .expect("boot answers")
-        .json()
-        .await
-        .expect("json");
-    answer["edges"]
-        .as_array()
-        .expect("edges")
-        .iter()
-        .map(|e| e["url"].as_str().expect("url").to_string())
-        .collect()
+async fn answered(boot: &str) -> Vec<String> {
+    edge_urls(&boot_answer(boot, "", &[]).await)
 }
 
 /// Until `check` holds for boot's answer; returns how long that took.
 async fn until_answer(
-    http: &reqwest::Client,
     boot: &str,
     limit: Duration,
     what: &str,
@@ -58,7 +35,7 @@ async fn until_answer(
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let edges = answered(http, boot).await;
+        let edges = answered(boot).await;
         if check(&edges) {
             return started.elapsed();
         }
@@ -139,31 +116,27 @@ async fn a_dead_edge_leaves_answers_within_two_seconds_and_returns_when_it_recov
     let mut fleet = Fleet::start().await;
     let (boot, m1, m2, l1) = (fleet.boot.clone(), fleet.m1, fleet.m2, fleet.l1);
     let http = reqwest::Client::new();
-    assert_eq!(answered(&http, &boot).await.len(), 3, "all live at first");
+    assert_eq!(answered(&boot).await.len(), 3, "all live at first");
 
     fleet.madrid_1.cancel();
-    let gone = until_answer(&http, &boot, Duration::from_secs(2), "m1 gone", |edges| {
+    let gone = until_answer(&boot, Duration::from_secs(2), "m1 gone", |edges| {
         !edges.contains(&url(m1))
     })
     .await;
     eprintln!("a stopped edge left boot's answers after {gone:?}");
-    assert_eq!(answered(&http, &boot).await, [url(m2), url(l1)]);
+    assert_eq!(answered(&boot).await, [url(m2), url(l1)]);
 
     // The whole Madrid region down: its clients get London first.
     fleet.madrid_2.cancel();
-    until_answer(
-        &http,
-        &boot,
-        Duration::from_secs(2),
-        "Madrid gone",
-        |edges| edges == [url(l1)],
-    )
+    until_answer(&boot, Duration::from_secs(2), "Madrid gone", |edges| {
+        edges == [url(l1)]
+    })
     .await;
 
     // Back on the same port: in answers again after consecutive good probes.
     fleet.madrid_1 = CancellationToken::new();
     stand_in_edge(m1, &fleet.madrid_1).await;
-    until_answer(&http, &boot, Duration::from_secs(3), "m1 back", |edges| {
+    until_answer(&boot, Duration::from_secs(3), "m1 back", |edges| {
         edges.first() == Some(&url(m1))
     })
     .await;
@@ -234,11 +207,9 @@ fn attribute_near(dom: &str, marker: &str, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_draws_every_region_and_edge_in_a_real_browser() {
     let fleet = Fleet::start().await;
-    let http = reqwest::Client::new();
     fleet.madrid_1.cancel();
     fleet.madrid_2.cancel();
     until_answer(
-        &http,
         &fleet.boot,
         Duration::from_secs(2),
         "Madrid down",
@@ -416,17 +387,7 @@ async fn located_boot(
 
 /// `(first region, location source)` of boot's answer to a request with `headers`.
 async fn first_region(boot: &str, query: &str, headers: &[(&str, &str)]) -> (String, String) {
-    let mut request = reqwest::Client::new().get(format!("{boot}/v1/edges{query}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let answer: serde_json::Value = request
-        .send()
-        .await
-        .expect("boot answers")
-        .json()
-        .await
-        .expect("json");
+    let answer = boot_answer(boot, query, headers).await;
     (
         answer["edges"][0]["region"]
             .as_str()

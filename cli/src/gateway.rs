@@ -208,7 +208,10 @@ fn xml_error(error: Error) -> Response {
     let details = if status.is_server_error() {
         String::new()
     } else {
-        format!("<Details>{}</Details>", escape_xml(&error.to_string()))
+        format!(
+            "<Details>{}</Details>",
+            meridian_shared::markup::escape(&error.to_string())
+        )
     };
     let document = format!(
         "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{}</Message>{details}</Error>",
@@ -222,34 +225,9 @@ fn xml_error(error: Error) -> Response {
         .into_response()
 }
 
-fn escape_xml(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            // XML 1.0 cannot carry most control characters at all, even as references.
-            c if c.is_control() => escaped.extend(c.escape_default()),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn details_are_escaped() {
-        assert_eq!(
-            escape_xml("a<b>&\"c'\u{1b}"),
-            "a&lt;b&gt;&amp;&quot;c&apos;\\u{1b}"
-        );
-    }
 
     #[test]
     fn two_hosts_are_refused() {

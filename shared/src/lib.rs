@@ -10,6 +10,7 @@
 //! - [`signing`]: GCS V4 signed URLs (RSA and HMAC), signing and verifying.
 //! - [`events`]: Cloud Storage events (`StorageObjectData`, CloudEvent types).
 //! - [`body`]: reading small request bodies with a limit, after authorisation.
+//! - [`markup`]: escaping text for HTML and XML.
 //! - [`auth`]: bearer JWTs for publishers and for edge purges.
 //! - [`clock`]: an injectable clock for expiry checks.
 //! - [`tls`]: the development certificate authority and rustls server configs.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod events;
 pub mod function;
 pub mod gcp;
+pub mod markup;
 pub mod outbound;
 mod progress;
 pub mod pubsub;

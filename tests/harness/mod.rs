@@ -54,10 +54,19 @@ pub fn free_port() -> u16 {
 /// Serves `router` over plain HTTP on a port-0 listener until `stop`; returns its base
 /// URL (`http://127.0.0.1:PORT`).
 pub async fn serve_plain(router: axum::Router, stop: &CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let addr = serve_on(([127, 0, 0, 1], 0).into(), router, stop).await;
+    format!("http://{addr}")
+}
+
+/// Serves `router` over plain HTTP on `addr` (port 0 for any) until `stop`; returns the
+/// address bound, to serve again on the same port later.
+pub async fn serve_on(
+    addr: std::net::SocketAddr,
+    router: axum::Router,
+    stop: &CancellationToken,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let bound = listener.local_addr().expect("addr");
     tokio::spawn(meridian_shared::server::serve(
         listener,
         router,
@@ -65,5 +74,30 @@ pub async fn serve_plain(router: axum::Router, stop: &CancellationToken) -> Stri
         meridian_shared::server::ServeOptions::default(),
         stop.clone().cancelled_owned(),
     ));
-    url
+    bound
+}
+
+/// Boot's answer to `GET /v1/edges{query}` sent with `headers`.
+pub async fn boot_answer(boot: &str, query: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let mut request = reqwest::Client::new().get(format!("{boot}/v1/edges{query}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .expect("boot answers")
+        .json()
+        .await
+        .expect("JSON answer")
+}
+
+/// The edge URLs of one of boot's answers, in order.
+pub fn edge_urls(answer: &serde_json::Value) -> Vec<String> {
+    answer["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["url"].as_str().expect("url").to_string())
+        .collect()
 }

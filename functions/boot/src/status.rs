@@ -245,21 +245,7 @@ fn project(lon: f64, lat: f64) -> (f64, f64) {
     )
 }
 
-/// Escapes text for HTML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
+use meridian_shared::markup::escape;
 
 /// A region's state on the map: some edge live, all down, or none known.
 fn region_state(region: &RegionStatus) -> &'static str {
@@ -372,14 +358,6 @@ td, th {{ padding: 0.25em 0.8em; text-align: left; border-bottom: 1px solid #ddd
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_from_the_config_is_escaped() {
-        assert_eq!(
-            escape(r#"<b a="x">&'"#),
-            "&lt;b a=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
 
     #[test]
     fn the_map_is_equirectangular() {

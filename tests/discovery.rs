@@ -1,7 +1,9 @@
 //! Edge discovery from the Compute Engine API, against a stand-in the test runs (named
 //! as such) that answers `instances.aggregatedList` with documents in the API's shape
 //! (`tests/data/compute/`): RUNNING edges appear in boot's answers within a refresh,
-//! stopping ones leave, and a failed refresh keeps the last good list.
+//! stopping ones leave, and a failed refresh keeps the last good list. With group
+//! health on, only instances their managed instance group finds HEALTHY are answered
+//! (`listManagedInstances`, also in the API's shape).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,18 +26,36 @@ struct StandIn {
     pages: Arc<Mutex<Vec<serde_json::Value>>>,
     failing: Arc<Mutex<bool>>,
     filters: Arc<Mutex<Vec<String>>>,
+    /// `listManagedInstances` answers by group name.
+    groups: Arc<Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
 
 impl StandIn {
     fn router(&self) -> Router {
         let stand_in = self.clone();
-        Router::new().route(
-            "/compute/v1/projects/meridian-test/aggregated/instances",
-            get(move |Query(query): Query<Vec<(String, String)>>| {
-                let stand_in = stand_in.clone();
-                async move { stand_in.answer(&query) }
-            }),
-        )
+        let groups = self.groups.clone();
+        Router::new()
+            .route(
+                "/compute/v1/projects/meridian-test/aggregated/instances",
+                get(move |Query(query): Query<Vec<(String, String)>>| {
+                    let stand_in = stand_in.clone();
+                    async move { stand_in.answer(&query) }
+                }),
+            )
+            .route(
+                "/compute/v1/projects/meridian-test/regions/{region}/instanceGroupManagers/{group}/listManagedInstances",
+                axum::routing::post(
+                    move |axum::extract::Path((_region, group)): axum::extract::Path<(String, String)>| {
+                        let groups = groups.clone();
+                        async move {
+                            match groups.lock().expect("lock").get(&group) {
+                                Some(answer) => axum::Json(answer.clone()).into_response(),
+                                None => (StatusCode::NOT_FOUND, "no such group").into_response(),
+                            }
+                        }
+                    },
+                ),
+            )
     }
 
     fn answer(&self, query: &[(String, String)]) -> Response {
@@ -70,7 +90,13 @@ fn fixture(name: &str) -> serde_json::Value {
 
 /// Boot over discovery from `compute`, refreshing every 100 ms; returns its URL.
 async fn boot_with_discovery(compute: &str, stop: &CancellationToken) -> String {
+    boot_with(compute, false, stop).await
+}
+
+/// The same, with the groups' health taken into account when `group_health`.
+async fn boot_with(compute: &str, group_health: bool, stop: &CancellationToken) -> String {
     let mut config = Config::default();
+    config.boot.discovery.group_health = group_health;
     let discovery = &mut config.boot.discovery;
     discovery.source = DiscoverySource::Compute;
     discovery.project = Some("meridian-test".into());
@@ -170,5 +196,54 @@ async fn running_edges_come_and_go_with_the_instance_list() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let edges = edges_for(&boot, 35.68, 139.69).await;
     assert_eq!(edges[0], "https://192.0.2.22", "{edges:?}");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn with_group_health_only_healthy_instances_are_answered() {
+    let stop = CancellationToken::new();
+    let stand_in = StandIn::default();
+    stand_in.set_pages(vec![
+        fixture("aggregated-instances-page1.json"),
+        fixture("aggregated-instances-page2.json"),
+    ]);
+    let madrid = fixture("managed-instances-europe-southwest1.json");
+    let mut tokyo = fixture("managed-instances-asia-northeast1.json");
+    {
+        let mut groups = stand_in.groups.lock().expect("lock");
+        groups.insert("meridian-edge-europe-southwest1".into(), madrid);
+        groups.insert("meridian-edge-asia-northeast1".into(), tokyo.clone());
+    }
+    let compute = serve_plain(stand_in.router(), &stop).await;
+    let boot = boot_with(&compute, true, &stop).await;
+    let refresh = Duration::from_secs(2);
+
+    // Tokyo's RUNNING edge fails its group's health check: Tokyo's clients start with
+    // the next region that has a healthy edge (Madrid's is HEALTHY).
+    let edges = eventually(&boot, refresh, |edges| !edges.is_empty()).await;
+    assert!(
+        !edges.contains(&"https://192.0.2.20".to_string()),
+        "{edges:?}"
+    );
+    assert!(
+        edges.contains(&"https://192.0.2.10".to_string()),
+        "{edges:?}"
+    );
+
+    // The health check passes again: it is back within a refresh.
+    tokyo["managedInstances"][0]["instanceHealth"][0]["detailedHealthState"] = "HEALTHY".into();
+    stand_in
+        .groups
+        .lock()
+        .expect("lock")
+        .insert("meridian-edge-asia-northeast1".into(), tokyo);
+    let edges = eventually(&boot, refresh, |edges| {
+        edges.first().map(String::as_str) == Some("https://192.0.2.20")
+    })
+    .await;
+    assert!(
+        !edges.contains(&"https://192.0.2.21".to_string()),
+        "the STOPPING one stays out"
+    );
     stop.cancel();
 }

@@ -474,6 +474,13 @@ pub struct DiscoverySettings {
     /// Compute: reach edges on their internal IP instead of their external one.
     /// Default: false.
     pub use_internal_ip: bool,
+    /// Compute: keep only instances their managed instance group's health check finds
+    /// HEALTHY (`listManagedInstances` per region), so boots on Cloud Run need not
+    /// probe. Default: false.
+    pub group_health: bool,
+    /// Compute: the edge instance groups' names, this plus the region (as infra/
+    /// names them). Default: `meridian-edge-`.
+    pub group_prefix: String,
     /// Compute: scheme of the edge URLs built from IPs. Default: `https`.
     pub edge_scheme: String,
     /// Compute: port of the edge URLs built from IPs. Default: 443.
@@ -495,6 +502,8 @@ impl Default for DiscoverySettings {
             label: "meridian-role=edge".to_string(),
             refresh_interval_ms: 5_000,
             use_internal_ip: false,
+            group_health: false,
+            group_prefix: "meridian-edge-".to_string(),
             edge_scheme: "https".to_string(),
             edge_port: 443,
             compute_endpoint: GOOGLE_COMPUTE_ENDPOINT.to_string(),

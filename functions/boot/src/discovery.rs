@@ -3,8 +3,13 @@
 //! in the background every few seconds and never per request. A VM the autoscaler adds
 //! is in answers after the next refresh; one being stopped leaves. A failed refresh
 //! keeps the last good list, so an API hiccup never empties boot's answers.
+//!
+//! With `group_health`, each region's managed instance group is asked too
+//! (`listManagedInstances`), and only instances its health check finds HEALTHY stay: on
+//! Cloud Run, where boot instances come and go, the groups' own health checks stand in
+//! for probing every edge from every boot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +28,9 @@ const COMPUTE_SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/compute.read
 pub struct ComputeDiscovery {
     http: reqwest::Client,
     list_url: String,
+    /// `…/projects/{project}/regions/`, to which `{region}/instanceGroupManagers/…` is
+    /// appended.
+    regions_url: String,
     filter: String,
     settings: DiscoverySettings,
     tokens: Option<Arc<dyn TokenSource>>,
@@ -55,16 +63,84 @@ impl ComputeDiscovery {
                 "{}/compute/v1/projects/{project}/aggregated/instances",
                 settings.compute_endpoint.trim_end_matches('/')
             ),
+            regions_url: format!(
+                "{}/compute/v1/projects/{project}/regions/",
+                settings.compute_endpoint.trim_end_matches('/')
+            ),
             filter: format!("labels.{key}={value}"),
             settings: settings.clone(),
             tokens,
         })
     }
 
-    /// Every RUNNING edge instance's URL, by region, from one aggregated list (all its
-    /// pages).
-    pub async fn list(&self) -> Result<BTreeMap<String, Vec<String>>> {
-        let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    /// Every RUNNING edge instance's URL in one of `regions`, by region, from one
+    /// aggregated list (all its pages); with `group_health`, only those their group
+    /// finds HEALTHY.
+    pub async fn list(&self, regions: &[Region]) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut found = self.running().await?;
+        found.retain(|region, _| {
+            let known = regions.iter().any(|r| &r.name == region);
+            if !known {
+                tracing::debug!(%region, "edges found in a region the config does not know");
+            }
+            known
+        });
+        if self.settings.group_health {
+            for (region, instances) in &mut found {
+                let healthy = self.healthy_in_group(region).await?;
+                instances.retain(|(name, _)| healthy.contains(name));
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(region, instances)| {
+                let mut urls: Vec<String> = instances.into_iter().map(|(_, url)| url).collect();
+                urls.sort(); // a stable order, so round-robin does not jump on a refresh
+                (region, urls)
+            })
+            .filter(|(_, urls)| !urls.is_empty())
+            .collect())
+    }
+
+    /// The names of the instances `region`'s edge group finds HEALTHY, from all pages
+    /// of its `listManagedInstances`.
+    async fn healthy_in_group(&self, region: &str) -> Result<BTreeSet<String>> {
+        let url = format!(
+            "{}{region}/instanceGroupManagers/{}{region}/listManagedInstances",
+            self.regions_url, self.settings.group_prefix
+        );
+        let mut healthy = BTreeSet::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut request = self.http.post(&url).header(http::header::CONTENT_LENGTH, 0);
+            if let Some(token) = &page_token {
+                request = request.query(&[("pageToken", token.as_str())]);
+            }
+            let page: ManagedInstances = meridian_shared::gcp::call_json(
+                request,
+                self.tokens.as_deref(),
+                "listing an edge group's instance health",
+            )
+            .await?;
+            for managed in page.managed_instances {
+                let is_healthy = managed
+                    .instance_health
+                    .iter()
+                    .any(|h| h.detailed_health_state == "HEALTHY");
+                if is_healthy && let Some(name) = managed.instance.rsplit('/').next() {
+                    healthy.insert(name.to_string());
+                }
+            }
+            match page.next_page_token {
+                Some(token) if !token.is_empty() => page_token = Some(token),
+                _ => return Ok(healthy),
+            }
+        }
+    }
+
+    /// Every RUNNING edge instance with an address, as `(name, url)` by region.
+    async fn running(&self) -> Result<BTreeMap<String, Vec<(String, String)>>> {
+        let mut edges: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut page_token: Option<String> = None;
         loop {
             let mut request = self.http.get(&self.list_url).query(&[
@@ -82,16 +158,16 @@ impl ComputeDiscovery {
             .await?;
             for instance in page.items.into_values().flat_map(|scope| scope.instances) {
                 if let Some((region, url)) = self.edge_of(&instance) {
-                    edges.entry(region).or_default().push(url);
+                    edges
+                        .entry(region)
+                        .or_default()
+                        .push((instance.name.clone(), url));
                 }
             }
             match page.next_page_token {
                 Some(token) if !token.is_empty() => page_token = Some(token),
                 _ => break,
             }
-        }
-        for urls in edges.values_mut() {
-            urls.sort(); // a stable order, so round-robin does not jump on a refresh
         }
         Ok(edges)
     }
@@ -140,7 +216,7 @@ impl ComputeDiscovery {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match self.list().await {
+                match self.list(&regions).await {
                     Ok(found) => {
                         directory.set_known(with_edges(&regions, &found));
                     }
@@ -156,11 +232,6 @@ impl ComputeDiscovery {
 
 /// `regions`, each with exactly the edges `found` lists for it.
 fn with_edges(regions: &[Region], found: &BTreeMap<String, Vec<String>>) -> Vec<Region> {
-    for region in found.keys() {
-        if !regions.iter().any(|r| &r.name == region) {
-            tracing::debug!(%region, "edges found in a region the config does not know");
-        }
-    }
     regions
         .iter()
         .map(|region| Region {
@@ -168,6 +239,32 @@ fn with_edges(regions: &[Region], found: &BTreeMap<String, Vec<String>>) -> Vec<
             ..region.clone()
         })
         .collect()
+}
+
+/// The parts of `listManagedInstances` that matter here.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManagedInstances {
+    #[serde(default)]
+    managed_instances: Vec<ManagedInstance>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManagedInstance {
+    /// The instance's URL, ending in its name.
+    instance: String,
+    /// One entry per health check; none before the first check.
+    #[serde(default)]
+    instance_health: Vec<InstanceHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceHealth {
+    #[serde(default)]
+    detailed_health_state: String,
 }
 
 /// The parts of `instances.aggregatedList` that matter here.
@@ -189,6 +286,8 @@ struct ScopedList {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Instance {
+    #[serde(default)]
+    name: String,
     status: String,
     zone: String,
     #[serde(default)]

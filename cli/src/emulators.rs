@@ -14,6 +14,7 @@ use meridian_shared::config::{Backend, GoogleCredentials, InvalidationTransport}
 use meridian_shared::{Config, pubsub};
 
 use crate::error::{CliError, Result};
+use crate::stackfile::EmulatorInfo;
 
 /// The topic the main bucket's notifications are published on.
 pub const STORAGE_TOPIC: &str = "meridian-storage-changes";
@@ -325,13 +326,27 @@ impl GcpEmulators {
     /// Points `config` at the emulators: Cloud Storage on fake-gcs-server, signed URLs
     /// to it, invalidations over Pub/Sub, and the replicator pulling notifications.
     pub fn configure(&self, config: &mut Config) {
-        config.storage.backend = Backend::Gcs;
-        config.storage.gcs_endpoint = self.storage.endpoint.clone();
-        config.storage.gcs_credentials = GoogleCredentials::Anonymous;
-        config.signing.endpoint = self.storage.endpoint.clone();
-        config.pubsub.emulator_host = Some(self.pubsub.host.clone());
-        config.pubsub.project = Some(PROJECT.to_string());
-        config.invalidation.via = InvalidationTransport::Pubsub;
-        config.replicate.pull_subscription = Some(REPLICATE_SUBSCRIPTION.to_string());
+        configure(config, &self.info());
     }
+
+    /// Where they are, for `stack.json`.
+    pub fn info(&self) -> EmulatorInfo {
+        EmulatorInfo {
+            storage: self.storage.endpoint.clone(),
+            pubsub: self.pubsub.host.clone(),
+        }
+    }
+}
+
+/// Points `config` at the emulators `at` (see [`GcpEmulators::configure`]); also how
+/// `meridian sync` reaches the buckets of a running emulated stack.
+pub fn configure(config: &mut Config, at: &EmulatorInfo) {
+    config.storage.backend = Backend::Gcs;
+    config.storage.gcs_endpoint = at.storage.clone();
+    config.storage.gcs_credentials = GoogleCredentials::Anonymous;
+    config.signing.endpoint = at.storage.clone();
+    config.pubsub.emulator_host = Some(at.pubsub.clone());
+    config.pubsub.project = Some(PROJECT.to_string());
+    config.invalidation.via = InvalidationTransport::Pubsub;
+    config.replicate.pull_subscription = Some(REPLICATE_SUBSCRIPTION.to_string());
 }

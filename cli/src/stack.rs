@@ -190,6 +190,7 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
                 url: r.edges[0].clone(),
             })
             .collect(),
+        emulators: emulators.as_ref().map(GcpEmulators::info),
     };
 
     let jwt_secret = config.auth.secret()?;

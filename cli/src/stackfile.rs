@@ -28,6 +28,18 @@ pub struct StackInfo {
     pub gateway: String,
     /// One edge per region.
     pub edges: Vec<EdgeInfo>,
+    /// The emulators the stack runs on (`meridian up --gcp-emulators`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulators: Option<EmulatorInfo>,
+}
+
+/// Where the emulators of an emulated stack are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmulatorInfo {
+    /// fake-gcs-server's endpoint.
+    pub storage: String,
+    /// The Pub/Sub emulator's `host:port`.
+    pub pubsub: String,
 }
 
 /// One edge of the local stack.

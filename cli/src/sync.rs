@@ -3,7 +3,9 @@
 //! events left behind (copies missing or older objects, deletes copies of objects gone
 //! from the main bucket); then tells edges what it changed: over HTTP, the edges of the
 //! stack running on the data folder, if one is; over Pub/Sub, the invalidation topic. `--dry-run` prints the plan and changes nothing.
-//! Running it twice changes nothing the second time.
+//! Running it twice changes nothing the second time. Against a stack running on
+//! emulators (`meridian up --gcp-emulators`), it works on their buckets and publishes
+//! invalidations there.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,6 +49,14 @@ pub async fn sync(
 ) -> Result<SyncReport> {
     if config.storage.backend == Backend::Local {
         config.storage.root = data_dir.join("buckets");
+    }
+    // A stack running on emulators here: its buckets and topics are theirs.
+    if let Ok(StackInfo {
+        emulators: Some(at),
+        ..
+    }) = StackInfo::read(data_dir)
+    {
+        crate::emulators::configure(&mut config, &at);
     }
     let (invalidator, invalidated): (Arc<dyn Invalidator>, _) = match config.invalidation.via {
         InvalidationTransport::Http => {

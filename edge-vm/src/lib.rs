@@ -7,17 +7,23 @@
 //! - `GET /healthz`.
 //!
 //! # Layout
-//! - `cache`: the byte-bounded object cache and cache status.
-//! - `freshness`: lifetimes from Cache-Control.
+//! - `front`: the cache front: store, origin and policy, purge floors, fill budget.
+//! - `origin`: where misses go (the region's bucket).
+//! - `policy`: whether and how long a response may be stored.
+//! - `store`: where stored responses live (memory, bounded by bytes).
+//! - `cache_status`: `X-Cache`.
 //! - `serve`: the object handler.
 //! - `purge`: the purge handler, and applying a purge however it arrives.
 //! - `invalidations`: purges over Pub/Sub, from a subscription of the edge's own.
 
-mod cache;
-mod freshness;
+mod cache_status;
+mod front;
 mod invalidations;
+mod origin;
+mod policy;
 mod purge;
 mod serve;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,22 +38,23 @@ use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::tls::TlsConfig;
 use tokio::net::TcpListener;
 
-pub use cache::{CacheStatus, ObjectCache};
+use crate::front::CacheFront;
+use crate::origin::BucketOrigin;
+use crate::policy::CachePolicy;
+use crate::store::MemoryStore;
+
+pub use cache_status::CacheStatus;
 pub use invalidations::{InvalidationListener, subscription_id};
 
-/// Shared state of one edge.
+/// Shared state of one edge: one `Arc`, so a request clones a pointer, not strings or
+/// verifier sets.
 #[derive(Clone)]
-pub struct EdgeState {
+pub struct EdgeState(Arc<EdgeInner>);
+
+struct EdgeInner {
     region: String,
-    bucket: Arc<dyn Bucket>,
-    cache: ObjectCache,
+    front: CacheFront,
     tokens: TokenVerifier,
-    default_lifetime: Duration,
-    stream_threshold: u64,
-    /// Bytes that cache fills may hold in memory at once, in KiB permits. When a burst
-    /// of misses would exceed it, further misses stream through instead of buffering,
-    /// so a cold cache under load cannot run the edge out of memory.
-    fill_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// In-flight cache fills may buffer at most this much (or one stream threshold, if
@@ -63,22 +70,34 @@ impl EdgeState {
         settings: &EdgeSettings,
         purge_key: &PurgePublicKey,
     ) -> EdgeState {
-        EdgeState {
+        let default_lifetime = Duration::from_secs(settings.default_max_age_seconds);
+        let front = CacheFront::new(
+            Box::new(BucketOrigin::new(bucket, region, default_lifetime)),
+            Box::new(MemoryStore::new(settings.cache_bytes)),
+            CachePolicy {
+                default_lifetime: Some(default_lifetime),
+            },
+            fill_budget_kib(settings),
+            settings.stream_threshold_bytes,
+        );
+        EdgeState(Arc::new(EdgeInner {
             region: region.to_string(),
-            bucket,
-            cache: ObjectCache::new(settings.cache_bytes),
+            front,
             tokens: TokenVerifier::for_purges(purge_key),
-            default_lifetime: Duration::from_secs(settings.default_max_age_seconds),
-            stream_threshold: settings.stream_threshold_bytes,
-            fill_budget: Arc::new(tokio::sync::Semaphore::new(fill_budget_kib(settings))),
-        }
+        }))
     }
-}
 
-impl EdgeState {
     /// The region this edge serves.
     pub fn region(&self) -> &str {
-        &self.region
+        &self.0.region
+    }
+
+    pub(crate) fn front(&self) -> &CacheFront {
+        &self.0.front
+    }
+
+    pub(crate) fn tokens(&self) -> &TokenVerifier {
+        &self.0.tokens
     }
 }
 

@@ -21,7 +21,7 @@ pub async fn purge(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode> {
-    state.tokens.authorize(&headers, TokenScope::Purge)?;
+    state.tokens().authorize(&headers, TokenScope::Purge)?;
     let body = meridian_shared::body::read_limited(body, MAX_PURGE_BYTES).await?;
     state.apply_purge(&body).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -36,10 +36,7 @@ impl EdgeState {
             Error::BadRequest(format!("a purge must be JSON {{name, older_than?}}: {e}"))
         })?;
         let name = ObjectName::new(request.name)?;
-        let dropped = self
-            .cache
-            .remove_older(name.as_str(), request.older_than)
-            .await;
+        let dropped = self.front().purge(name.as_str(), request.older_than).await;
         tracing::debug!(object = %name, dropped, "purge");
         Ok(dropped)
     }

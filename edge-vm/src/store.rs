@@ -1,0 +1,238 @@
+//! Where stored responses live: the [`Store`] trait, with handles to read a hit and to
+//! write a miss as its body arrives (so a disk tier can follow as a second
+//! implementation), and [`MemoryStore`], bounded by bytes (moka evicts by weight).
+//! Freshness is judged with tokio's clock so tests can move time without sleeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::http::HeaderMap;
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+
+/// What is known of a stored response besides its body.
+#[derive(Debug)]
+pub struct StoredMeta {
+    /// Its headers as sent to clients (all but `X-Cache` and `Age`).
+    pub headers: HeaderMap,
+    /// Body length in bytes.
+    pub size: u64,
+    /// The main-bucket generation it comes from.
+    pub source_generation: i64,
+    /// When it was fetched from the origin.
+    pub stored_at: Instant,
+    /// How long it stays fresh.
+    pub fresh_for: Duration,
+}
+
+impl StoredMeta {
+    /// Whether it may still be served at `now`.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.stored_at) < self.fresh_for
+    }
+
+    /// Seconds since it was fetched (the `Age` header).
+    pub fn age(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.stored_at).as_secs()
+    }
+}
+
+/// A stored response found by a lookup.
+pub struct Hit {
+    /// Its metadata.
+    pub meta: Arc<StoredMeta>,
+    /// Its body.
+    pub body: Box<dyn HitBody>,
+}
+
+/// Reading a hit's body.
+pub trait HitBody: Send {
+    /// The body as a response body.
+    fn into_body(self: Box<Self>) -> axum::body::Body;
+}
+
+/// Writing a miss's body as it arrives from the origin; nothing is visible until
+/// [`MissWriter::finish`].
+#[async_trait]
+pub trait MissWriter: Send {
+    /// Appends the next part of the body.
+    fn write(&mut self, chunk: &Bytes);
+    /// Makes the response visible under its key. Returns whether it was kept.
+    async fn finish(self: Box<Self>) -> bool;
+}
+
+/// A store of responses by key.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The stored response for `key`, fresh or not.
+    async fn lookup(&self, key: &str) -> Option<Hit>;
+    /// Whether a body of `size` bytes can be stored at all.
+    fn fits(&self, size: u64) -> bool;
+    /// A writer storing `meta` and the body written to it under `key`.
+    fn miss(&self, key: &str, meta: StoredMeta) -> Box<dyn MissWriter>;
+    /// Drops `key`.
+    async fn remove(&self, key: &str);
+}
+
+/// Bytes counted per entry beyond the body (metadata, map overhead), so a flood of
+/// empty objects still respects the budget.
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// One entry of the memory store.
+struct MemoryEntry {
+    meta: Arc<StoredMeta>,
+    body: Bytes,
+}
+
+/// Responses held in memory, at most a byte budget of them.
+#[derive(Clone)]
+pub struct MemoryStore {
+    entries: moka::future::Cache<String, Arc<MemoryEntry>>,
+    budget: u64,
+}
+
+impl MemoryStore {
+    /// A store holding at most `budget` bytes.
+    pub fn new(budget: u64) -> MemoryStore {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(budget)
+            .weigher(|_key: &String, entry: &Arc<MemoryEntry>| {
+                u32::try_from(entry.body.len() as u64 + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .build();
+        MemoryStore { entries, budget }
+    }
+}
+
+struct MemoryHit(Bytes);
+
+impl HitBody for MemoryHit {
+    fn into_body(self: Box<Self>) -> axum::body::Body {
+        axum::body::Body::from(self.0)
+    }
+}
+
+struct MemoryMiss {
+    store: MemoryStore,
+    key: String,
+    meta: StoredMeta,
+    body: BytesMut,
+}
+
+#[async_trait]
+impl MissWriter for MemoryMiss {
+    fn write(&mut self, chunk: &Bytes) {
+        self.body.extend_from_slice(chunk);
+    }
+
+    async fn finish(self: Box<Self>) -> bool {
+        let MemoryMiss {
+            store,
+            key,
+            meta,
+            body,
+        } = *self;
+        if !store.fits(body.len() as u64) {
+            return false;
+        }
+        let entry = Arc::new(MemoryEntry {
+            meta: Arc::new(meta),
+            body: body.freeze(),
+        });
+        store.entries.insert(key, entry).await;
+        true
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn lookup(&self, key: &str) -> Option<Hit> {
+        let entry = self.entries.get(key).await?;
+        Some(Hit {
+            meta: entry.meta.clone(),
+            body: Box::new(MemoryHit(entry.body.clone())),
+        })
+    }
+
+    fn fits(&self, size: u64) -> bool {
+        size + ENTRY_OVERHEAD <= self.budget
+    }
+
+    fn miss(&self, key: &str, meta: StoredMeta) -> Box<dyn MissWriter> {
+        let capacity = usize::try_from(meta.size).unwrap_or(0);
+        Box::new(MemoryMiss {
+            store: self.clone(),
+            key: key.to_string(),
+            meta,
+            body: BytesMut::with_capacity(capacity),
+        })
+    }
+
+    async fn remove(&self, key: &str) {
+        self.entries.invalidate(key).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64, fresh_for: Duration) -> StoredMeta {
+        StoredMeta {
+            headers: HeaderMap::new(),
+            size,
+            source_generation: 1,
+            stored_at: Instant::now(),
+            fresh_for,
+        }
+    }
+
+    async fn store(store: &MemoryStore, key: &str, size: usize, fresh_for: Duration) -> bool {
+        let mut miss = store.miss(key, meta(size as u64, fresh_for));
+        miss.write(&Bytes::from(vec![0; size]));
+        miss.finish().await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_go_stale_after_their_lifetime() {
+        let memory = MemoryStore::new(1 << 20);
+        assert!(store(&memory, "a", 10, Duration::from_secs(3600)).await);
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        let hit = memory.lookup("a").await.expect("stored");
+        assert!(hit.meta.is_fresh(Instant::now()));
+        assert_eq!(hit.meta.age(Instant::now()), 3599);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!hit.meta.is_fresh(Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_visible_before_the_miss_is_finished() {
+        let memory = MemoryStore::new(1 << 20);
+        let mut miss = memory.miss("a", meta(6, Duration::from_secs(60)));
+        miss.write(&Bytes::from_static(b"abc"));
+        assert!(memory.lookup("a").await.is_none());
+        miss.write(&Bytes::from_static(b"def"));
+        assert!(miss.finish().await);
+        let hit = memory.lookup("a").await.expect("stored");
+        let body = axum::body::to_bytes(hit.body.into_body(), 100)
+            .await
+            .expect("body");
+        assert_eq!(body.as_ref(), b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_is_respected() {
+        let memory = MemoryStore::new(10_000);
+        assert!(!memory.fits(10_000));
+        for i in 0..20 {
+            store(&memory, &format!("o{i}"), 1000, Duration::from_secs(60)).await;
+        }
+        memory.entries.run_pending_tasks().await;
+        assert!(
+            memory.entries.weighted_size() <= 10_000,
+            "{}",
+            memory.entries.weighted_size()
+        );
+    }
+}

@@ -14,6 +14,7 @@
 //! - `convergence`: any mangled event stream plus one sync leaves every region equal.
 //! - `credentials`: Cloud Storage credentials against a stand-in token endpoint.
 //! - `discovery`: boot's edges from a stand-in Compute Engine API.
+//! - `edge_cache`: coalesced streamed misses, conditionals and ranges at the edge.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
 //! - `purge_retry`: a purge an edge does not take is retried until it does.
@@ -28,6 +29,7 @@ mod container_contract;
 mod convergence;
 mod credentials;
 mod discovery;
+mod edge_cache;
 mod end_to_end;
 mod harness;
 mod integrity;

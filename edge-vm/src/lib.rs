@@ -2,12 +2,17 @@
 //! cache, and drops objects when the replicator says they changed.
 //!
 //! - `GET`/`HEAD /{name}`: the object, with Content-Type, Content-Length, ETag,
-//!   Last-Modified, Cache-Control and `X-Cache: HIT | MISS | BYPASS`.
+//!   Last-Modified, Cache-Control, Age and `X-Cache: HIT | MISS | BYPASS`; 304 for a
+//!   current conditional, 206/416 for ranges. Concurrent misses share one origin
+//!   request, streamed to every client as it arrives.
 //! - `POST /_meridian/purge`: drop one object (bearer token, scope `purge`).
 //! - `GET /healthz`.
 //!
 //! # Layout
 //! - `front`: the cache front: store, origin and policy, purge floors, fill budget.
+//! - `fill`: coalesced misses whose bodies are read as they arrive.
+//! - `conditional`: If-None-Match, If-Modified-Since, Range and If-Range.
+//! - `ranged`: cutting ranges (one, or multipart) out of a streaming body.
 //! - `origin`: where misses go (the region's bucket).
 //! - `policy`: whether and how long a response may be stored.
 //! - `store`: where stored responses live (memory, bounded by bytes).
@@ -17,11 +22,14 @@
 //! - `invalidations`: purges over Pub/Sub, from a subscription of the edge's own.
 
 mod cache_status;
+mod conditional;
+mod fill;
 mod front;
 mod invalidations;
 mod origin;
 mod policy;
 mod purge;
+mod ranged;
 mod serve;
 mod store;
 

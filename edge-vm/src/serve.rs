@@ -1,7 +1,8 @@
-//! `GET`/`HEAD /{name}`: the object, through the cache front.
+//! `GET`/`HEAD /{name}`: the object, through the cache front (conditionals and ranges
+//! included).
 
 use axum::extract::{Path, State};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use meridian_shared::{ObjectName, Result};
 
@@ -12,7 +13,8 @@ pub async fn serve_object(
     State(state): State<EdgeState>,
     method: Method,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response> {
     let name = ObjectName::new(name)?;
-    state.front().serve(&method, &name).await
+    state.front().serve(&method, &name, &headers).await
 }

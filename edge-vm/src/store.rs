@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::HeaderMap;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use meridian_shared::storage::ByteStream;
 use tokio::time::Instant;
 
 /// What is known of a stored response besides its body.
@@ -48,8 +49,8 @@ pub struct Hit {
 
 /// Reading a hit's body.
 pub trait HitBody: Send {
-    /// The body as a response body.
-    fn into_body(self: Box<Self>) -> axum::body::Body;
+    /// The body, from its first byte.
+    fn into_stream(self: Box<Self>) -> ByteStream;
 }
 
 /// Writing a miss's body as it arrives from the origin; nothing is visible until
@@ -79,10 +80,12 @@ pub trait Store: Send + Sync {
 /// empty objects still respects the budget.
 const ENTRY_OVERHEAD: u64 = 512;
 
-/// One entry of the memory store.
+/// One entry of the memory store: the body as the chunks it arrived in (shared with
+/// the fill that wrote it, never copied).
 struct MemoryEntry {
     meta: Arc<StoredMeta>,
-    body: Bytes,
+    body: Arc<[Bytes]>,
+    size: u64,
 }
 
 /// Responses held in memory, at most a byte budget of them.
@@ -98,18 +101,19 @@ impl MemoryStore {
         let entries = moka::future::Cache::builder()
             .max_capacity(budget)
             .weigher(|_key: &String, entry: &Arc<MemoryEntry>| {
-                u32::try_from(entry.body.len() as u64 + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                u32::try_from(entry.size + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .build();
         MemoryStore { entries, budget }
     }
 }
 
-struct MemoryHit(Bytes);
+struct MemoryHit(Arc<[Bytes]>);
 
 impl HitBody for MemoryHit {
-    fn into_body(self: Box<Self>) -> axum::body::Body {
-        axum::body::Body::from(self.0)
+    fn into_stream(self: Box<Self>) -> ByteStream {
+        let chunks: Vec<std::io::Result<Bytes>> = self.0.iter().cloned().map(Ok).collect();
+        Box::pin(futures::stream::iter(chunks))
     }
 }
 
@@ -117,13 +121,15 @@ struct MemoryMiss {
     store: MemoryStore,
     key: String,
     meta: StoredMeta,
-    body: BytesMut,
+    body: Vec<Bytes>,
+    size: u64,
 }
 
 #[async_trait]
 impl MissWriter for MemoryMiss {
     fn write(&mut self, chunk: &Bytes) {
-        self.body.extend_from_slice(chunk);
+        self.size += chunk.len() as u64;
+        self.body.push(chunk.clone());
     }
 
     async fn finish(self: Box<Self>) -> bool {
@@ -132,13 +138,15 @@ impl MissWriter for MemoryMiss {
             key,
             meta,
             body,
+            size,
         } = *self;
-        if !store.fits(body.len() as u64) {
+        if !store.fits(size) {
             return false;
         }
         let entry = Arc::new(MemoryEntry {
             meta: Arc::new(meta),
-            body: body.freeze(),
+            body: body.into(),
+            size,
         });
         store.entries.insert(key, entry).await;
         true
@@ -160,12 +168,12 @@ impl Store for MemoryStore {
     }
 
     fn miss(&self, key: &str, meta: StoredMeta) -> Box<dyn MissWriter> {
-        let capacity = usize::try_from(meta.size).unwrap_or(0);
         Box::new(MemoryMiss {
             store: self.clone(),
             key: key.to_string(),
             meta,
-            body: BytesMut::with_capacity(capacity),
+            body: Vec::new(),
+            size: 0,
         })
     }
 
@@ -215,7 +223,7 @@ mod tests {
         miss.write(&Bytes::from_static(b"def"));
         assert!(miss.finish().await);
         let hit = memory.lookup("a").await.expect("stored");
-        let body = axum::body::to_bytes(hit.body.into_body(), 100)
+        let body = meridian_shared::storage::collect(hit.body.into_stream())
             .await
             .expect("body");
         assert_eq!(body.as_ref(), b"abcdef");

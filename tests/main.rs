@@ -19,6 +19,7 @@
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
 //! - `purge_retry`: a purge an edge does not take is retried until it does.
 //! - `replication`: event delivery semantics of the replicate function.
+//! - `resumable_get`: `meridian get` resumes at the next edge when one dies mid-way.
 //! - `routing`: boot answers with live edges only, and redirects curl to the object.
 //! - `sync`: `meridian sync` plans, repairs, and is idempotent.
 //! - `timeouts`: silent upstreams answer 504 within the configured time.
@@ -37,6 +38,7 @@ mod pipeline;
 mod purge_auth;
 mod purge_retry;
 mod replication;
+mod resumable_get;
 mod routing;
 mod sign_blob;
 mod signing_conformance;

@@ -163,8 +163,11 @@ async fn run(cli: Cli) -> meridian_cli::Result<()> {
         } => {
             let client = Client::connect(&data_dir, limits).await?;
             let report = client::get(&client, &name, output.as_deref(), location.pair()).await?;
+            let resumed = report
+                .resumed_at
+                .map_or(String::new(), |at| format!(", resumed at byte {at}"));
             eprintln!(
-                "{} bytes from {} ({}, X-Cache: {})",
+                "{} bytes from {} ({}, X-Cache: {}{resumed})",
                 report.size, report.region, report.edge, report.cache
             );
             Ok(())

@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use meridian_shared::storage::ByteStream;
 use meridian_shared::{Error, ObjectName, Result};
 use tokio::time::Instant;
 
@@ -22,7 +21,7 @@ use crate::fill::{self, Failure, Fill, FillState, Fills};
 use crate::origin::{Origin, OriginResponse};
 use crate::policy::CachePolicy;
 use crate::ranged::{self, Multipart};
-use crate::store::{MissWriter, Store, StoredMeta};
+use crate::store::{MissWriter, Payload, Store, StoredMeta};
 
 /// How long a purge remembers the generation it asked for. A fetch that started
 /// before the purge and finishes after it must not put the old object back; fetches
@@ -78,7 +77,7 @@ impl Floors {
 struct Representation {
     headers: HeaderMap,
     size: u64,
-    body: ByteStream,
+    body: Payload,
     status: CacheStatus,
     age: u64,
 }
@@ -127,7 +126,7 @@ impl CacheFront {
                     headers: hit.meta.headers.clone(),
                     size: hit.meta.size,
                     age: hit.meta.age(now),
-                    body: hit.body.into_stream(),
+                    body: hit.body.into_payload(),
                     status: CacheStatus::Hit,
                 };
                 return Ok(answer(method, request, representation));
@@ -148,7 +147,7 @@ impl CacheFront {
             let representation = Representation {
                 headers: response.headers,
                 size: response.size,
-                body: Box::pin(futures::stream::empty()),
+                body: Payload::Bytes(bytes::Bytes::new()),
                 status,
                 age: 0,
             };
@@ -167,7 +166,7 @@ impl CacheFront {
             FillState::Streaming { headers, size, .. } => Representation {
                 headers,
                 size,
-                body: fill.reader(),
+                body: Payload::Stream(fill.reader()),
                 status: CacheStatus::Miss,
                 age: 0,
             },
@@ -196,7 +195,7 @@ impl CacheFront {
                 Representation {
                     headers: response.headers,
                     size: response.size,
-                    body,
+                    body: Payload::Stream(body),
                     status: CacheStatus::Bypass,
                     age: 0,
                 }
@@ -348,11 +347,11 @@ fn answer(method: &Method, request: &HeaderMap, representation: Representation) 
         }
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    let whole = |headers: HeaderMap, body: ByteStream| {
-        let body = if method == Method::HEAD {
-            Body::empty()
-        } else {
-            Body::from_stream(body)
+    let whole = |headers: HeaderMap, body: Payload| {
+        let body = match body {
+            _ if method == Method::HEAD => Body::empty(),
+            Payload::Bytes(bytes) => Body::from(bytes),
+            Payload::Stream(stream) => Body::from_stream(stream),
         };
         (StatusCode::OK, headers, body).into_response()
     };
@@ -384,7 +383,7 @@ fn answer(method: &Method, request: &HeaderMap, representation: Representation) 
                 header::CONTENT_LENGTH,
                 HeaderValue::from(range.end - range.start),
             );
-            let body = Body::from_stream(ranged::cut(body, ranges, None));
+            let body = Body::from_stream(ranged::cut(body.into_stream(), ranges, None));
             (StatusCode::PARTIAL_CONTENT, headers, body).into_response()
         }
         RangeRequest::Ranges(ranges) => {
@@ -406,7 +405,7 @@ fn answer(method: &Method, request: &HeaderMap, representation: Representation) 
             {
                 headers.insert(header::CONTENT_TYPE, value);
             }
-            let body = Body::from_stream(ranged::cut(body, ranges, Some(parts)));
+            let body = Body::from_stream(ranged::cut(body.into_stream(), ranges, Some(parts)));
             (StatusCode::PARTIAL_CONTENT, headers, body).into_response()
         }
     }

@@ -47,10 +47,28 @@ pub struct Hit {
     pub body: Box<dyn HitBody>,
 }
 
+/// A body as a store hands it out.
+pub enum Payload {
+    /// Whole, in memory: sent as one buffer.
+    Bytes(Bytes),
+    /// Read as it comes.
+    Stream(ByteStream),
+}
+
+impl Payload {
+    /// The body as a stream, from its first byte.
+    pub fn into_stream(self) -> ByteStream {
+        match self {
+            Payload::Bytes(bytes) => Box::pin(futures::stream::iter([Ok(bytes)])),
+            Payload::Stream(stream) => stream,
+        }
+    }
+}
+
 /// Reading a hit's body.
 pub trait HitBody: Send {
-    /// The body, from its first byte.
-    fn into_stream(self: Box<Self>) -> ByteStream;
+    /// The body.
+    fn into_payload(self: Box<Self>) -> Payload;
 }
 
 /// Writing a miss's body as it arrives from the origin; nothing is visible until
@@ -80,12 +98,10 @@ pub trait Store: Send + Sync {
 /// empty objects still respects the budget.
 const ENTRY_OVERHEAD: u64 = 512;
 
-/// One entry of the memory store: the body as the chunks it arrived in (shared with
-/// the fill that wrote it, never copied).
+/// One entry of the memory store: the body in one buffer, so a hit is sent as one.
 struct MemoryEntry {
     meta: Arc<StoredMeta>,
-    body: Arc<[Bytes]>,
-    size: u64,
+    body: Bytes,
 }
 
 /// Responses held in memory, at most a byte budget of them.
@@ -101,19 +117,18 @@ impl MemoryStore {
         let entries = moka::future::Cache::builder()
             .max_capacity(budget)
             .weigher(|_key: &String, entry: &Arc<MemoryEntry>| {
-                u32::try_from(entry.size + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                u32::try_from(entry.body.len() as u64 + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .build();
         MemoryStore { entries, budget }
     }
 }
 
-struct MemoryHit(Arc<[Bytes]>);
+struct MemoryHit(Bytes);
 
 impl HitBody for MemoryHit {
-    fn into_stream(self: Box<Self>) -> ByteStream {
-        let chunks: Vec<std::io::Result<Bytes>> = self.0.iter().cloned().map(Ok).collect();
-        Box::pin(futures::stream::iter(chunks))
+    fn into_payload(self: Box<Self>) -> Payload {
+        Payload::Bytes(self.0)
     }
 }
 
@@ -143,10 +158,21 @@ impl MissWriter for MemoryMiss {
         if !store.fits(size) {
             return false;
         }
+        // The chunks (shared with the fill while it ran) become one buffer: one copy
+        // per fill, so that every hit is a single write.
+        let body = match body.as_slice() {
+            [one] => one.clone(),
+            chunks => {
+                let mut whole = bytes::BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+                for chunk in chunks {
+                    whole.extend_from_slice(chunk);
+                }
+                whole.freeze()
+            }
+        };
         let entry = Arc::new(MemoryEntry {
             meta: Arc::new(meta),
-            body: body.into(),
-            size,
+            body,
         });
         store.entries.insert(key, entry).await;
         true
@@ -223,7 +249,7 @@ mod tests {
         miss.write(&Bytes::from_static(b"def"));
         assert!(miss.finish().await);
         let hit = memory.lookup("a").await.expect("stored");
-        let body = meridian_shared::storage::collect(hit.body.into_stream())
+        let body = meridian_shared::storage::collect(hit.body.into_payload().into_stream())
             .await
             .expect("body");
         assert_eq!(body.as_ref(), b"abcdef");

@@ -1,4 +1,5 @@
-//! Whether a response came from the cache: the `X-Cache` header and the logs.
+//! Whether a response came from the cache: the `X-Cache` header (kept for existing
+//! clients; `Cache-Status` says more) and the logs.
 
 /// Whether a response came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +10,9 @@ pub enum CacheStatus {
     Miss,
     /// Fetched from the origin and not stored (too large or not cacheable).
     Bypass,
+    /// A stale stored copy, served while it is refreshed or because the origin
+    /// failed (within the copy's stale windows).
+    Stale,
 }
 
 impl CacheStatus {
@@ -18,6 +22,7 @@ impl CacheStatus {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
             CacheStatus::Bypass => "BYPASS",
+            CacheStatus::Stale => "STALE",
         }
     }
 }

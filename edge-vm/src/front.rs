@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::cache_status::CacheStatus;
 use crate::conditional::{self, RangeRequest};
+use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
 use crate::origin::{Origin, OriginResponse};
 use crate::policy::CachePolicy;
@@ -37,6 +38,18 @@ pub struct CacheFront {
     policy: CachePolicy,
     /// Larger objects are streamed through, never stored.
     stream_threshold: u64,
+    /// Default stale windows, for responses that do not state their own.
+    stale_while_revalidate: Duration,
+    stale_if_error: Duration,
+}
+
+/// How long past their freshness stored copies may be served, unless they say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StaleDefaults {
+    /// While one background fetch refreshes the copy.
+    pub while_revalidate: Duration,
+    /// When the origin fails.
+    pub if_error: Duration,
 }
 
 /// What fill tasks need beyond a request's life.
@@ -73,13 +86,30 @@ impl Floors {
     }
 }
 
-/// A representation about to be answered: its headers, length and body.
+/// A representation about to be answered: its headers, length and body, and what the
+/// cache did (`X-Cache`, and the `Cache-Status` parameters after the cache's name).
 struct Representation {
     headers: HeaderMap,
     size: u64,
     body: Payload,
     status: CacheStatus,
     age: u64,
+    detail: String,
+}
+
+/// A response streamed through without being stored.
+fn bypass(response: OriginResponse, detail: String) -> Result<Representation> {
+    let body = response
+        .body
+        .ok_or_else(|| Error::internal_msg("the origin answered a GET without a body"))?;
+    Ok(Representation {
+        headers: response.headers,
+        size: response.size,
+        body: Payload::Stream(body),
+        status: CacheStatus::Bypass,
+        age: 0,
+        detail,
+    })
 }
 
 impl CacheFront {
@@ -91,6 +121,7 @@ impl CacheFront {
         policy: CachePolicy,
         fill_budget_kib: usize,
         stream_threshold: u64,
+        stale: StaleDefaults,
     ) -> CacheFront {
         CacheFront {
             shared: Arc::new(Shared {
@@ -107,10 +138,14 @@ impl CacheFront {
             }),
             policy,
             stream_threshold,
+            stale_while_revalidate: stale.while_revalidate,
+            stale_if_error: stale.if_error,
         }
     }
 
-    /// Answers a `GET` or `HEAD` of `name` with `request`'s headers.
+    /// Answers a `GET` or `HEAD` of `name` with `request`'s headers: from the store
+    /// when the stored copy is fresh enough for the request's `Cache-Control`, else
+    /// through a fill (or, within the stale windows, the stale copy).
     pub async fn serve(
         &self,
         method: &Method,
@@ -119,18 +154,63 @@ impl CacheFront {
     ) -> Result<Response> {
         let key = name.as_str();
         let shared = &self.shared;
+        let wanted = RequestDirectives::of(request);
+        // Why the origin is asked, for Cache-Status: nothing stored, or the stored copy
+        // is stale, or the request would not take it.
+        let mut forward = "uri-miss";
+        let mut stale = None;
         if let Some(hit) = shared.store.lookup(key).await {
             let now = Instant::now();
-            if hit.meta.is_fresh(now) {
+            let age = now.saturating_duration_since(hit.meta.stored_at);
+            if wanted.accepts(age, hit.meta.fresh_for) {
+                let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
                 let representation = Representation {
                     headers: hit.meta.headers.clone(),
                     size: hit.meta.size,
                     age: hit.meta.age(now),
                     body: hit.body.into_payload(),
                     status: CacheStatus::Hit,
+                    detail: format!("hit; ttl={ttl}"),
                 };
                 return Ok(answer(method, request, representation));
             }
+            if hit.meta.is_fresh(now) {
+                forward = "request";
+            } else {
+                forward = "stale";
+                let staleness = age.saturating_sub(hit.meta.fresh_for);
+                let (while_revalidate, if_error) = directives::stale_windows(
+                    &hit.meta.headers,
+                    self.stale_while_revalidate,
+                    self.stale_if_error,
+                );
+                if method == Method::GET && !wanted.no_cache && staleness <= while_revalidate {
+                    // Served stale now; one background fill refreshes it.
+                    let (fill, leader) = shared.fills.join_or_start(key);
+                    if leader {
+                        let (give_back, _) = tokio::sync::oneshot::channel();
+                        tokio::spawn(self.run_fill(name.clone(), fill, give_back));
+                    }
+                    let representation = Representation {
+                        headers: hit.meta.headers.clone(),
+                        size: hit.meta.size,
+                        age: hit.meta.age(now),
+                        body: hit.body.into_payload(),
+                        status: CacheStatus::Stale,
+                        detail: "hit; stale; detail=stale-while-revalidate".into(),
+                    };
+                    return Ok(answer(method, request, representation));
+                }
+                if staleness <= if_error {
+                    stale = Some(hit);
+                }
+            }
+        }
+        if wanted.only_if_cached {
+            return Err(Error::timeout(
+                "only-if-cached",
+                std::io::Error::other("no stored copy the request accepts"),
+            ));
         }
         if method == Method::HEAD {
             // Says what a GET would do now: MISS for an object a GET would store,
@@ -139,7 +219,7 @@ impl CacheFront {
                 .forget_if_missing(key, shared.origin.head(name).await)
                 .await?;
             let fresh_for = self.policy.freshness(&response.headers);
-            let status = if self.storable(response.size, fresh_for) {
+            let status = if self.storable(response.size, fresh_for) && !wanted.no_store {
                 CacheStatus::Miss
             } else {
                 CacheStatus::Bypass
@@ -150,8 +230,20 @@ impl CacheFront {
                 body: Payload::Bytes(bytes::Bytes::new()),
                 status,
                 age: 0,
+                detail: format!("fwd={forward}"),
             };
             return Ok(answer(method, request, representation));
+        }
+        if wanted.no_store {
+            // Nothing of this exchange may be stored: a copy of its own, no fill.
+            let response = shared
+                .forget_if_missing(key, shared.origin.get(name).await)
+                .await?;
+            return Ok(answer(
+                method,
+                request,
+                bypass(response, "fwd=request; detail=no-store".to_string())?,
+            ));
         }
         let (fill, leader) = shared.fills.join_or_start(key);
         // The leader gets the origin's response back if it is not one to share, so
@@ -169,12 +261,34 @@ impl CacheFront {
                 body: Payload::Stream(fill.reader()),
                 status: CacheStatus::Miss,
                 age: 0,
+                detail: if leader {
+                    format!("fwd={forward}; fwd-status=200")
+                } else {
+                    format!("fwd={forward}; fwd-status=200; collapsed")
+                },
             },
             FillState::Failed(failure) => {
                 if failure.status == StatusCode::NOT_FOUND {
                     shared.store.remove(key).await;
+                    return Err(failure.into_error());
                 }
-                return Err(failure.into_error());
+                // The origin failed: a stale copy within its stale-if-error window
+                // answers instead.
+                let Some(hit) = stale else {
+                    return Err(failure.into_error());
+                };
+                let now = Instant::now();
+                Representation {
+                    headers: hit.meta.headers.clone(),
+                    size: hit.meta.size,
+                    age: hit.meta.age(now),
+                    body: hit.body.into_payload(),
+                    status: CacheStatus::Stale,
+                    detail: format!(
+                        "hit; stale; fwd=stale; fwd-status={}; detail=stale-if-error",
+                        failure.status.as_u16()
+                    ),
+                }
             }
             // Not one to share: this request streams its own copy through.
             FillState::Declined | FillState::Waiting => {
@@ -189,16 +303,10 @@ impl CacheFront {
                             .await?
                     }
                 };
-                let body = response.body.ok_or_else(|| {
-                    Error::internal_msg("the origin answered a GET without a body")
-                })?;
-                Representation {
-                    headers: response.headers,
-                    size: response.size,
-                    body: Payload::Stream(body),
-                    status: CacheStatus::Bypass,
-                    age: 0,
-                }
+                bypass(
+                    response,
+                    format!("fwd={forward}; fwd-status=200; detail=not-stored"),
+                )?
             }
         };
         Ok(answer(method, request, representation))
@@ -327,8 +435,8 @@ impl Shared {
 }
 
 /// The answer to `request` from `representation`: 304 when the client's copy is
-/// current, 206 or 416 for ranges of a GET, else 200; `X-Cache`, `Age` and
-/// `Accept-Ranges` always.
+/// current, 206 or 416 for ranges of a GET, else 200; `X-Cache`, `Cache-Status`
+/// (RFC 9211), `Age` and `Accept-Ranges` always.
 fn answer(method: &Method, request: &HeaderMap, representation: Representation) -> Response {
     let Representation {
         mut headers,
@@ -336,8 +444,12 @@ fn answer(method: &Method, request: &HeaderMap, representation: Representation) 
         body,
         status: cache_status,
         age,
+        detail,
     } = representation;
     headers.insert("x-cache", HeaderValue::from_static(cache_status.as_str()));
+    if let Ok(value) = HeaderValue::from_str(&format!("meridian; {detail}")) {
+        headers.insert("cache-status", value);
+    }
     headers.insert(header::AGE, HeaderValue::from(age));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if conditional::not_modified(request, &headers) {
@@ -365,7 +477,7 @@ fn answer(method: &Method, request: &HeaderMap, representation: Representation) 
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 refusal.insert(header::CONTENT_RANGE, value);
             }
-            for field in ["x-cache", "x-meridian-region"] {
+            for field in ["x-cache", "cache-status", "x-meridian-region"] {
                 if let Some(value) = headers.get(field) {
                     refusal.insert(field, value.clone());
                 }
@@ -429,6 +541,7 @@ mod tests {
             },
             1024,
             1 << 20,
+            StaleDefaults::default(),
         );
         (front, store)
     }
@@ -486,5 +599,213 @@ mod tests {
                 .await,
             "the new copy is"
         );
+    }
+
+    /// An origin the tests steer: its object's bytes and Cache-Control, whether it
+    /// fails, and how many GETs it answered.
+    struct SteeredOrigin {
+        state: std::sync::Mutex<(Bytes, &'static str, bool)>,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SteeredOrigin {
+        fn new(body: &'static [u8], cache_control: &'static str) -> Arc<SteeredOrigin> {
+            Arc::new(SteeredOrigin {
+                state: std::sync::Mutex::new((Bytes::from_static(body), cache_control, false)),
+                gets: Default::default(),
+            })
+        }
+
+        fn set(&self, body: &'static [u8], failing: bool) {
+            let mut state = self.state.lock().expect("lock");
+            state.0 = Bytes::from_static(body);
+            state.2 = failing;
+        }
+
+        fn gets(&self) -> usize {
+            self.gets.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Origin for Arc<SteeredOrigin> {
+        async fn head(&self, _name: &ObjectName) -> Result<OriginResponse> {
+            Err(Error::internal_msg("not used"))
+        }
+
+        async fn get(&self, _name: &ObjectName) -> Result<OriginResponse> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (body, cache_control, failing) = self.state.lock().expect("lock").clone();
+            if failing {
+                return Err(Error::upstream_msg("the origin is down"));
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            Ok(OriginResponse {
+                headers,
+                size: body.len() as u64,
+                source_generation: 1,
+                body: Some(Box::pin(futures::stream::iter([Ok(body)]))),
+            })
+        }
+    }
+
+    fn steered_front(origin: &Arc<SteeredOrigin>) -> CacheFront {
+        CacheFront::new(
+            Box::new(origin.clone()),
+            Box::new(MemoryStore::new(1 << 20)),
+            CachePolicy {
+                default_lifetime: None,
+            },
+            1024,
+            1 << 20,
+            StaleDefaults::default(),
+        )
+    }
+
+    /// GETs `o` with `request` headers: status, `X-Cache`, `Cache-Status`, body.
+    async fn get(
+        front: &CacheFront,
+        request: &[(&'static str, &'static str)],
+    ) -> (u16, String, String, Bytes) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in request {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+        let name = ObjectName::new("o").expect("name");
+        match front.serve(&Method::GET, &name, &headers).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let text = |field: &str| {
+                    response
+                        .headers()
+                        .get(field)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let (x_cache, cache_status) = (text("x-cache"), text("cache-status"));
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .expect("body");
+                (status, x_cache, cache_status, body)
+            }
+            Err(e) => (
+                e.http_status().as_u16(),
+                String::new(),
+                String::new(),
+                Bytes::new(),
+            ),
+        }
+    }
+
+    /// Lets the background fill of a stale-while-revalidate run to its end.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_if_error_serves_the_stale_copy_while_the_origin_fails_within_its_window() {
+        let origin = SteeredOrigin::new(b"v1", "max-age=60, stale-if-error=600");
+        let front = steered_front(&origin);
+        let (status, x_cache, cache_status, _) = get(&front, &[]).await;
+        assert_eq!((status, x_cache.as_str()), (200, "MISS"));
+        assert_eq!(cache_status, "meridian; fwd=uri-miss; fwd-status=200");
+        settle().await;
+        let (_, x_cache, cache_status, _) = get(&front, &[]).await;
+        assert_eq!(
+            (x_cache.as_str(), cache_status.as_str()),
+            ("HIT", "meridian; hit; ttl=60")
+        );
+
+        origin.set(b"v2", true);
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let (status, x_cache, cache_status, body) = get(&front, &[]).await;
+        assert_eq!(
+            (status, x_cache.as_str(), body.as_ref()),
+            (200, "STALE", b"v1".as_ref())
+        );
+        assert_eq!(
+            cache_status,
+            "meridian; hit; stale; fwd=stale; fwd-status=502; detail=stale-if-error"
+        );
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert_eq!(
+            get(&front, &[]).await.0,
+            502,
+            "past the window, the failure shows"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_while_revalidate_serves_stale_once_and_refreshes_in_the_background() {
+        let origin = SteeredOrigin::new(b"v1", "max-age=60, stale-while-revalidate=600");
+        let front = steered_front(&origin);
+        get(&front, &[]).await;
+        settle().await;
+        origin.set(b"v2", false);
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let (_, x_cache, cache_status, body) = get(&front, &[]).await;
+        assert_eq!((x_cache.as_str(), body.as_ref()), ("STALE", b"v1".as_ref()));
+        assert_eq!(
+            cache_status,
+            "meridian; hit; stale; detail=stale-while-revalidate"
+        );
+        settle().await;
+        let (_, x_cache, _, body) = get(&front, &[]).await;
+        assert_eq!((x_cache.as_str(), body.as_ref()), ("HIT", b"v2".as_ref()));
+        assert_eq!(origin.gets(), 2, "one refresh");
+        // Without a window of its own, a stale copy is fetched again, not served.
+        let plain = SteeredOrigin::new(b"v1", "max-age=60");
+        let front = steered_front(&plain);
+        get(&front, &[]).await;
+        settle().await;
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let (_, x_cache, cache_status, _) = get(&front, &[]).await;
+        assert_eq!(x_cache, "MISS");
+        assert_eq!(cache_status, "meridian; fwd=stale; fwd-status=200");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_directives_decide_what_a_stored_copy_may_answer() {
+        let origin = SteeredOrigin::new(b"v1", "max-age=600");
+        let front = steered_front(&origin);
+        assert_eq!(
+            get(&front, &[("cache-control", "only-if-cached")]).await.0,
+            504
+        );
+        assert_eq!(origin.gets(), 0, "only-if-cached never asks the origin");
+        get(&front, &[]).await;
+        settle().await;
+        tokio::time::advance(Duration::from_secs(100)).await;
+        let (_, x_cache, _, _) = get(&front, &[("cache-control", "max-age=200")]).await;
+        assert_eq!(x_cache, "HIT");
+        let (_, x_cache, cache_status, _) = get(&front, &[("cache-control", "max-age=50")]).await;
+        assert_eq!(
+            (x_cache.as_str(), cache_status.as_str()),
+            ("MISS", "meridian; fwd=request; fwd-status=200")
+        );
+        settle().await;
+        let (_, x_cache, _, _) = get(&front, &[("cache-control", "no-cache")]).await;
+        assert_eq!(x_cache, "MISS");
+        settle().await;
+        let gets = origin.gets();
+        let (_, x_cache, cache_status, _) =
+            get(&front, &[("cache-control", "no-store, no-cache")]).await;
+        assert_eq!(
+            (x_cache.as_str(), cache_status.as_str()),
+            ("BYPASS", "meridian; fwd=request; detail=no-store")
+        );
+        assert_eq!(origin.gets(), gets + 1);
+        let (_, x_cache, _, _) = get(&front, &[("cache-control", "min-fresh=700")]).await;
+        assert_eq!(x_cache, "MISS", "not fresh for long enough");
+        let (_, x_cache, _, _) = get(&front, &[("cache-control", "only-if-cached")]).await;
+        assert_eq!(x_cache, "HIT");
     }
 }

@@ -12,6 +12,7 @@
 //! - `front`: the cache front: store, origin and policy, purge floors, fill budget.
 //! - `fill`: coalesced misses whose bodies are read as they arrive.
 //! - `conditional`: If-None-Match, If-Modified-Since, Range and If-Range.
+//! - `directives`: request Cache-Control, and how long copies may be served stale.
 //! - `ranged`: cutting ranges (one, or multipart) out of a streaming body.
 //! - `origin`: where misses go (the region's bucket).
 //! - `policy`: whether and how long a response may be stored.
@@ -23,6 +24,7 @@
 
 mod cache_status;
 mod conditional;
+mod directives;
 mod fill;
 mod front;
 mod invalidations;
@@ -46,7 +48,7 @@ use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::tls::TlsConfig;
 use tokio::net::TcpListener;
 
-use crate::front::CacheFront;
+use crate::front::{CacheFront, StaleDefaults};
 use crate::origin::BucketOrigin;
 use crate::policy::CachePolicy;
 use crate::store::MemoryStore;
@@ -87,6 +89,10 @@ impl EdgeState {
             },
             fill_budget_kib(settings),
             settings.stream_threshold_bytes,
+            StaleDefaults {
+                while_revalidate: Duration::from_secs(settings.stale_while_revalidate_seconds),
+                if_error: Duration::from_secs(settings.stale_if_error_seconds),
+            },
         );
         EdgeState(Arc::new(EdgeInner {
             region: region.to_string(),

@@ -364,6 +364,14 @@ pub struct EdgeSettings {
     /// Objects larger than this are streamed from the bucket and never cached whole.
     /// Default: 8 MiB.
     pub stream_threshold_bytes: u64,
+    /// A stale copy may be served while one background fetch refreshes it, for this
+    /// long past its freshness, unless its Cache-Control says
+    /// `stale-while-revalidate=N` itself. Default: 0 (off).
+    pub stale_while_revalidate_seconds: u64,
+    /// A stale copy may be served when the origin fails (5xx, timeout), for this long
+    /// past its freshness, unless its Cache-Control says `stale-if-error=N` itself.
+    /// Default: 0 (off).
+    pub stale_if_error_seconds: u64,
 }
 
 impl Default for EdgeSettings {
@@ -372,6 +380,8 @@ impl Default for EdgeSettings {
             cache_bytes: 256 * 1024 * 1024,
             default_max_age_seconds: 3600,
             stream_threshold_bytes: 8 * 1024 * 1024,
+            stale_while_revalidate_seconds: 0,
+            stale_if_error_seconds: 0,
         }
     }
 }

@@ -343,6 +343,17 @@ async fn kill_mid_fan_out_then_converge<F, Fut>(
     }
 }
 
+/// The main bucket and the regional buckets of `config`.
+async fn buckets_of(config: &Config) -> (Arc<dyn Bucket>, Vec<Arc<dyn Bucket>>) {
+    let storage = storage::Storage::connect(config).await.expect("storage");
+    let main = storage.bucket(&config.main().bucket).await.expect("main");
+    let mut replicas = Vec::new();
+    for region in config.replica_regions() {
+        replicas.push(storage.bucket(&region.bucket).await.expect("replica"));
+    }
+    (main, replicas)
+}
+
 fn write_config(dir: &Path, config: &Config) -> std::path::PathBuf {
     let path = dir.join("meridian.toml");
     std::fs::write(&path, toml::to_string(config).expect("config as TOML")).expect("write");
@@ -361,12 +372,7 @@ async fn a_replicator_killed_mid_fan_out_converges_on_redelivery_over_http() {
             .to_base64(),
     );
     let config_path = write_config(dir.path(), &config);
-    let storage = storage::Storage::connect(&config).await.expect("storage");
-    let main = storage.bucket(&config.main().bucket).await.expect("main");
-    let mut replicas = Vec::new();
-    for region in config.replica_regions() {
-        replicas.push(storage.bucket(&region.bucket).await.expect("replica"));
-    }
+    let (main, replicas) = buckets_of(&config).await;
     let port = free_port();
     // Writes notify the replicator as Cloud Storage would, retrying until it answers:
     // Eventarc's redelivery, here.
@@ -392,12 +398,7 @@ async fn a_replicator_killed_mid_fan_out_converges_on_redelivery_over_pubsub() {
         .unwrap_or_else(|e| panic!("the emulators must run here: {e}"));
     emulators.configure(&mut config);
     let config_path = write_config(dir.path(), &config);
-    let storage = storage::Storage::connect(&config).await.expect("storage");
-    let main = storage.bucket(&config.main().bucket).await.expect("main");
-    let mut replicas = Vec::new();
-    for region in config.replica_regions() {
-        replicas.push(storage.bucket(&region.bucket).await.expect("replica"));
-    }
+    let (main, replicas) = buckets_of(&config).await;
     let replicator = Replicator::start(&config_path, free_port()).await;
     kill_mid_fan_out_then_converge(main, replicas, replicator, || {
         Replicator::start(&config_path, free_port())

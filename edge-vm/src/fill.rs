@@ -200,6 +200,12 @@ impl Fills {
         (fill, true)
     }
 
+    /// Forgets whatever fill `key` has, so the next miss starts a new one: after a
+    /// purge, no request may join a fill that began before it. Its readers go on.
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
     /// Forgets `fill` (only that one: a newer fill for the key may have started).
     pub fn remove(&self, key: &str, fill: &Arc<Fill>) {
         let mut map = self.lock();
@@ -269,7 +275,19 @@ mod tests {
             .expect("body");
         assert_eq!(late.as_ref(), b"abcdef", "a late reader gets it all");
         fills.remove("k", &fill);
-        assert!(fills.join_or_start("k").1, "gone from the map");
+        let (fresh, started) = fills.join_or_start("k");
+        assert!(started, "gone from the map");
+        fills.forget("k");
+        let (newer, started) = fills.join_or_start("k");
+        assert!(
+            started && !Arc::ptr_eq(&fresh, &newer),
+            "a purge starts a new fill"
+        );
+        fills.remove("k", &fresh);
+        assert!(
+            !fills.join_or_start("k").1,
+            "the old fill's end leaves the new one"
+        );
     }
 
     #[tokio::test]

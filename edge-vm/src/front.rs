@@ -390,6 +390,9 @@ impl CacheFront {
         if let Some(limit) = older_than {
             shared.floors.raise(name, limit).await;
         }
+        // A fill that began before the purge may carry the old copy: later misses
+        // start their own (the old fill is not stored: the floor keeps it out).
+        shared.fills.forget(name);
         let Some(hit) = shared.store.lookup(name).await else {
             return false;
         };

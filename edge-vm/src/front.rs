@@ -22,7 +22,7 @@ use crate::fill::{self, Failure, Fill, FillState, Fills};
 use crate::origin::{Origin, OriginResponse};
 use crate::policy::CachePolicy;
 use crate::ranged::{self, Multipart};
-use crate::store::{MissWriter, Payload, Store, StoredMeta};
+use crate::store::{Hit, MissWriter, Payload, Store, StoredMeta};
 
 /// How long a purge remembers the generation it asked for. A fetch that started
 /// before the purge and finishes after it must not put the old object back; fetches
@@ -36,8 +36,6 @@ const BOUNDARY: &str = "meridian-byteranges-7d41c6";
 pub struct CacheFront {
     shared: Arc<Shared>,
     policy: CachePolicy,
-    /// Larger objects are streamed through, never stored.
-    stream_threshold: u64,
     /// Default stale windows, for responses that do not state their own.
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
@@ -61,6 +59,8 @@ struct Shared {
     /// Bytes that fills may hold at once, in KiB permits; past it, misses stream
     /// through without being stored.
     fill_budget: Arc<tokio::sync::Semaphore>,
+    /// Larger objects are streamed through, never stored.
+    stream_threshold: u64,
 }
 
 /// Per name, the oldest main-bucket generation recent purges still allow in.
@@ -95,6 +95,20 @@ struct Representation {
     status: CacheStatus,
     age: u64,
     detail: String,
+}
+
+impl Representation {
+    /// A stored copy, `now`, answering as `status` with `detail`.
+    fn stored(hit: Hit, now: Instant, status: CacheStatus, detail: String) -> Representation {
+        Representation {
+            headers: hit.meta.headers.clone(),
+            size: hit.meta.size,
+            age: hit.meta.age(now),
+            body: hit.body.into_payload(),
+            status,
+            detail,
+        }
+    }
 }
 
 /// A response streamed through without being stored.
@@ -135,9 +149,9 @@ impl CacheFront {
                 ),
                 fills: Fills::default(),
                 fill_budget: Arc::new(tokio::sync::Semaphore::new(fill_budget_kib)),
+                stream_threshold,
             }),
             policy,
-            stream_threshold,
             stale_while_revalidate: stale.while_revalidate,
             stale_if_error: stale.if_error,
         }
@@ -164,14 +178,8 @@ impl CacheFront {
             let age = now.saturating_duration_since(hit.meta.stored_at);
             if wanted.accepts(age, hit.meta.fresh_for) {
                 let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
-                let representation = Representation {
-                    headers: hit.meta.headers.clone(),
-                    size: hit.meta.size,
-                    age: hit.meta.age(now),
-                    body: hit.body.into_payload(),
-                    status: CacheStatus::Hit,
-                    detail: format!("hit; ttl={ttl}"),
-                };
+                let representation =
+                    Representation::stored(hit, now, CacheStatus::Hit, format!("hit; ttl={ttl}"));
                 return Ok(answer(method, request, representation));
             }
             if hit.meta.is_fresh(now) {
@@ -191,14 +199,12 @@ impl CacheFront {
                         let (give_back, _) = tokio::sync::oneshot::channel();
                         tokio::spawn(self.run_fill(name.clone(), fill, give_back));
                     }
-                    let representation = Representation {
-                        headers: hit.meta.headers.clone(),
-                        size: hit.meta.size,
-                        age: hit.meta.age(now),
-                        body: hit.body.into_payload(),
-                        status: CacheStatus::Stale,
-                        detail: "hit; stale; detail=stale-while-revalidate".into(),
-                    };
+                    let representation = Representation::stored(
+                        hit,
+                        now,
+                        CacheStatus::Stale,
+                        "hit; stale; detail=stale-while-revalidate".into(),
+                    );
                     return Ok(answer(method, request, representation));
                 }
                 if staleness <= if_error {
@@ -219,7 +225,7 @@ impl CacheFront {
                 .forget_if_missing(key, shared.origin.head(name).await)
                 .await?;
             let fresh_for = self.policy.freshness(&response.headers);
-            let status = if self.storable(response.size, fresh_for) && !wanted.no_store {
+            let status = if shared.storable(response.size, fresh_for) && !wanted.no_store {
                 CacheStatus::Miss
             } else {
                 CacheStatus::Bypass
@@ -277,18 +283,15 @@ impl CacheFront {
                 let Some(hit) = stale else {
                     return Err(failure.into_error());
                 };
-                let now = Instant::now();
-                Representation {
-                    headers: hit.meta.headers.clone(),
-                    size: hit.meta.size,
-                    age: hit.meta.age(now),
-                    body: hit.body.into_payload(),
-                    status: CacheStatus::Stale,
-                    detail: format!(
+                Representation::stored(
+                    hit,
+                    Instant::now(),
+                    CacheStatus::Stale,
+                    format!(
                         "hit; stale; fwd=stale; fwd-status={}; detail=stale-if-error",
                         failure.status.as_u16()
                     ),
-                }
+                )
             }
             // Not one to share: this request streams its own copy through.
             FillState::Declined | FillState::Waiting => {
@@ -323,7 +326,6 @@ impl CacheFront {
     ) -> impl Future<Output = ()> + use<> {
         let shared = self.shared.clone();
         let policy = self.policy;
-        let stream_threshold = self.stream_threshold;
         async move {
             let key = name.as_str();
             let response = match shared.origin.get(&name).await {
@@ -334,9 +336,7 @@ impl CacheFront {
                 }
             };
             let fresh_for = policy.freshness(&response.headers);
-            let storable = !fresh_for.is_zero()
-                && response.size <= stream_threshold
-                && shared.store.fits(response.size);
+            let storable = shared.storable(response.size, fresh_for);
             let kib = u32::try_from(response.size.div_ceil(1024))
                 .unwrap_or(u32::MAX)
                 .max(1);
@@ -402,15 +402,15 @@ impl CacheFront {
         shared.store.remove(name).await;
         true
     }
-
-    /// Whether a GET of an object of `size` bytes, fresh for `fresh_for`, would store
-    /// it: cacheable, small enough to hold, and within the store's budget.
-    fn storable(&self, size: u64, fresh_for: Duration) -> bool {
-        !fresh_for.is_zero() && size <= self.stream_threshold && self.shared.store.fits(size)
-    }
 }
 
 impl Shared {
+    /// Whether a GET of an object of `size` bytes, fresh for `fresh_for`, would store
+    /// it: cacheable, small enough to hold, and within the store's budget.
+    fn storable(&self, size: u64, fresh_for: Duration) -> bool {
+        !fresh_for.is_zero() && size <= self.stream_threshold && self.store.fits(size)
+    }
+
     /// Finishes `miss` unless a recent purge asked for a newer generation (the object
     /// was fetched before the purge). Returns whether it was kept.
     async fn keep(&self, key: &str, source_generation: i64, miss: Box<dyn MissWriter>) -> bool {

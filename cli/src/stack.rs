@@ -20,7 +20,7 @@ use meridian_boot::BootState;
 use meridian_delete::DeleteState;
 use meridian_edge::{EdgeState, InvalidationListener};
 use meridian_replicate::pull::PullWorker;
-use meridian_replicate::{EdgePurger, Invalidator, PubSubInvalidator, ReplicateState};
+use meridian_replicate::{EdgePurger, ReplicateState};
 use meridian_shared::config::{Backend, InvalidationTransport};
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::signing::SigningKey;
@@ -254,14 +254,14 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
         meridian_delete::router(DeleteState::new(main_bucket.clone(), &jwt_secret)),
         None,
     );
-    let invalidator: Arc<dyn Invalidator> = match config.invalidation.via {
-        InvalidationTransport::Http => Arc::new(EdgePurger::new(
+    let invalidator = meridian_replicate::invalidator_for(&config, || -> Result<_> {
+        Ok(EdgePurger::new(
             http,
             edge_urls,
             Arc::new(config.auth.purge_signing_key()?),
-        )),
-        InvalidationTransport::Pubsub => Arc::new(PubSubInvalidator::connect(&config).await?),
-    };
+        ))
+    })
+    .await?;
     let purge_key = config.auth.purge_public_key()?;
     let replicate_state = ReplicateState::open(&config, invalidator).await?;
     spawn(

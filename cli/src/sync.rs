@@ -10,11 +10,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use meridian_replicate::{
-    EdgePurger, Invalidator, PubSubInvalidator, ReconcileMode, ReconcileReport, ReplicateState,
-};
+use meridian_replicate::{EdgePurger, ReconcileMode, ReconcileReport, ReplicateState};
 use meridian_shared::Config;
-use meridian_shared::config::{Backend, InvalidationTransport};
+use meridian_shared::config::Backend;
 use meridian_shared::tls::DevCa;
 
 use crate::error::Result;
@@ -58,16 +56,13 @@ pub async fn sync(
     {
         crate::emulators::configure(&mut config, &at);
     }
-    let (invalidator, invalidated): (Arc<dyn Invalidator>, _) = match config.invalidation.via {
-        InvalidationTransport::Http => {
-            let (purger, edges) = purger_of_running_stack(data_dir, &config)?;
-            (Arc::new(purger), Invalidated::Edges(edges))
-        }
-        InvalidationTransport::Pubsub => (
-            Arc::new(PubSubInvalidator::connect(&config).await?),
-            Invalidated::Topic(config.invalidation.topic.clone()),
-        ),
-    };
+    let mut invalidated = Invalidated::Topic(config.invalidation.topic.clone());
+    let invalidator = meridian_replicate::invalidator_for(&config, || -> Result<_> {
+        let (purger, edges) = purger_of_running_stack(data_dir, &config)?;
+        invalidated = Invalidated::Edges(edges);
+        Ok(purger)
+    })
+    .await?;
     let state = ReplicateState::open(&config, invalidator).await?;
     let mode = if dry_run {
         ReconcileMode::Plan

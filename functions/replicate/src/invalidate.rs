@@ -93,12 +93,20 @@ impl Invalidator for PubSubInvalidator {
     }
 }
 
-/// The invalidator `config.invalidation.via` names.
+/// The invalidator `config.invalidation.via` names: every edge of the config over
+/// HTTP, or the invalidation topic.
 pub async fn from_config(config: &Config) -> Result<Arc<dyn Invalidator>> {
+    for_config(config, || EdgePurger::from_config(config)).await
+}
+
+/// The invalidator `config.invalidation.via` names, with `over_http` making the HTTP
+/// purger (callers that know their edges and client better than the config does).
+pub async fn for_config<E: From<Error>>(
+    config: &Config,
+    over_http: impl FnOnce() -> std::result::Result<EdgePurger, E>,
+) -> std::result::Result<Arc<dyn Invalidator>, E> {
     Ok(match config.invalidation.via {
-        meridian_shared::config::InvalidationTransport::Http => {
-            Arc::new(EdgePurger::from_config(config)?)
-        }
+        meridian_shared::config::InvalidationTransport::Http => Arc::new(over_http()?),
         meridian_shared::config::InvalidationTransport::Pubsub => {
             Arc::new(PubSubInvalidator::connect(config).await?)
         }

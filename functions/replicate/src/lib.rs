@@ -41,7 +41,7 @@ use serde::Serialize;
 
 pub use apply::Outcome;
 pub use event::StorageChange;
-pub use invalidate::{Invalidation, Invalidator, PubSubInvalidator};
+pub use invalidate::{Invalidation, Invalidator, PubSubInvalidator, for_config as invalidator_for};
 pub use meridian_shared::storage::SOURCE_GENERATION_KEY;
 pub use pubsub::Notification;
 pub use purge::{EdgePurger, PurgeReport};

@@ -16,7 +16,8 @@ use gcloud_pubsub::topic::Topic;
 use crate::config::PubSubSettings;
 use crate::error::{Error, Result};
 
-pub use gcloud_googleapis::pubsub::v1::{ExpirationPolicy, PubsubMessage};
+use gcloud_googleapis::pubsub::v1::ExpirationPolicy;
+pub use gcloud_googleapis::pubsub::v1::PubsubMessage;
 pub use gcloud_pubsub::client::Client as PubSubClient;
 pub use gcloud_pubsub::publisher::Publisher;
 pub use gcloud_pubsub::subscriber::ReceivedMessage;

@@ -42,12 +42,12 @@ impl EdgeDirectory {
         self.read().picker.clone()
     }
 
-    /// Every known edge, as `(region, url)`.
-    pub fn known_edges(&self) -> Vec<(String, String)> {
+    /// Every known edge's URL.
+    pub fn known_edges(&self) -> Vec<String> {
         self.read()
             .known
             .iter()
-            .flat_map(|r| r.edges.iter().map(|e| (r.name.clone(), e.clone())))
+            .flat_map(|r| r.edges.iter().cloned())
             .collect()
     }
 

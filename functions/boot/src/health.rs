@@ -84,14 +84,6 @@ pub struct HealthBoard {
 }
 
 impl HealthBoard {
-    /// What is known of every probed edge.
-    pub fn snapshot(&self) -> BTreeMap<String, EdgeHealth> {
-        self.edges
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
     /// What is known of `edge`; live and unprobed when nothing is.
     pub fn of(&self, edge: &str) -> EdgeHealth {
         self.edges
@@ -133,7 +125,7 @@ async fn probe_round(
     let outcomes = join_all(
         edges
             .iter()
-            .map(|(_, url)| async move { (url, probe(http, url, timeout).await) }),
+            .map(|url| async move { (url, probe(http, url, timeout).await) }),
     )
     .await;
     let mut board_edges = board
@@ -141,7 +133,7 @@ async fn probe_round(
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     // Edges no longer known are forgotten.
-    board_edges.retain(|url, _| edges.iter().any(|(_, known)| known == url));
+    board_edges.retain(|url, _| edges.contains(url));
     for (url, outcome) in outcomes {
         let health = board_edges.entry(url.clone()).or_default();
         let was_live = health.live;

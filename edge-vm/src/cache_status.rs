@@ -13,6 +13,8 @@ pub enum CacheStatus {
     /// A stale stored copy, served while it is refreshed or because the origin
     /// failed (within the copy's stale windows).
     Stale,
+    /// A stored copy the origin confirmed current (304) before it was served.
+    Revalidated,
 }
 
 impl CacheStatus {
@@ -23,6 +25,7 @@ impl CacheStatus {
             CacheStatus::Miss => "MISS",
             CacheStatus::Bypass => "BYPASS",
             CacheStatus::Stale => "STALE",
+            CacheStatus::Revalidated => "REVALIDATED",
         }
     }
 }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, header};
 
 /// The directives of every `Cache-Control` field in `headers`, lowercased, with their
 /// values unquoted.
-fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
+pub fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
     headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -29,7 +29,8 @@ fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-fn seconds(value: &Option<String>) -> Option<Duration> {
+/// A directive's value as a number of seconds.
+pub fn seconds(value: &Option<String>) -> Option<Duration> {
     value.as_deref()?.parse().ok().map(Duration::from_secs)
 }
 

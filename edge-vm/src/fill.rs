@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use futures::StreamExt;
 use meridian_shared::storage::ByteStream;
 use tokio::sync::watch;
+
+use crate::store::StoredMeta;
 
 /// What a waiter learns about a fill.
 #[derive(Debug, Clone)]
@@ -22,8 +24,13 @@ pub enum FillState {
     Waiting,
     /// The body is arriving (or has arrived): read it from the fill.
     Streaming {
+        /// The response status.
+        status: StatusCode,
         /// The response headers.
         headers: HeaderMap,
+        /// With `Vary`: the variant key of the request that started the fill. A waiter
+        /// whose own request selects another variant fetches its own.
+        variant: Option<String>,
         /// The body's length.
         size: u64,
         /// Chunks received so far.
@@ -33,6 +40,9 @@ pub enum FillState {
     },
     /// The response is not one to store and share: fetch it yourself.
     Declined,
+    /// The origin said the stored copy is still current (304): it answers, with these
+    /// refreshed headers and freshness.
+    Revalidated(Arc<StoredMeta>),
     /// The origin refused or failed, or the body broke off.
     Failed(Failure),
 }
@@ -42,7 +52,7 @@ pub enum FillState {
 pub struct Failure {
     /// The status the failure answers with (404 for a missing object, 504 for an
     /// origin that timed out...).
-    pub status: axum::http::StatusCode,
+    pub status: StatusCode,
     /// What happened (logged; clients see only the status's reason for 5xx).
     pub message: String,
 }
@@ -59,14 +69,13 @@ impl Failure {
     /// A broken body: the origin failed mid-way.
     pub fn broken(message: String) -> Failure {
         Failure {
-            status: axum::http::StatusCode::BAD_GATEWAY,
+            status: StatusCode::BAD_GATEWAY,
             message,
         }
     }
 
     /// This failure as an error of the same status, for one waiter.
     pub fn into_error(self) -> meridian_shared::Error {
-        use axum::http::StatusCode;
         use meridian_shared::Error;
         match self.status {
             StatusCode::NOT_FOUND => Error::NotFound(self.message),
@@ -106,9 +115,17 @@ impl Fill {
     }
 
     /// The origin answered with a body to share.
-    pub fn start(&self, headers: HeaderMap, size: u64) {
+    pub fn start(
+        &self,
+        status: StatusCode,
+        headers: HeaderMap,
+        variant: Option<String>,
+        size: u64,
+    ) {
         self.state.send_replace(FillState::Streaming {
+            status,
             headers,
+            variant,
             size,
             chunks: 0,
             complete: false,
@@ -200,6 +217,11 @@ impl Fills {
         (fill, true)
     }
 
+    /// A fill of its own, that no other request joins.
+    pub fn solo() -> Arc<Fill> {
+        Arc::new(Fill::new())
+    }
+
     /// Forgets whatever fill `key` has, so the next miss starts a new one: after a
     /// purge, no request may join a fill that began before it. Its readers go on.
     pub fn forget(&self, key: &str) {
@@ -256,7 +278,7 @@ mod tests {
         assert!(started);
         let (same, started_again) = fills.join_or_start("k");
         assert!(!started_again && Arc::ptr_eq(&fill, &same));
-        fill.start(HeaderMap::new(), 6);
+        fill.start(StatusCode::OK, HeaderMap::new(), None, 6);
         let mut early = fill.reader();
         fill.push(Bytes::from_static(b"abc"));
         assert_eq!(
@@ -293,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_fill_breaks_its_readers() {
         let fill = Arc::new(Fill::new());
-        fill.start(HeaderMap::new(), 6);
+        fill.start(StatusCode::OK, HeaderMap::new(), None, 6);
         let mut reader = fill.reader();
         fill.push(Bytes::from_static(b"abc"));
         fill.end(FillState::Failed(Failure::broken("cut".into())));

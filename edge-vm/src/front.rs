@@ -1,41 +1,48 @@
-//! The cache front: answers `GET`/`HEAD` for an object from the [`Store`] when fresh,
-//! else from the [`Origin`], storing what the [`CachePolicy`] allows. It owns what
-//! spans store and origin: purge floors (a fetch that started before a purge must not
-//! put the old copy back), coalesced fills (concurrent misses share one origin request
-//! and read its body as it arrives), and the fill budget (how many bytes fills may hold
-//! at once, so a cold cache under load cannot run the edge out of memory). Whatever
-//! the source, the answer honours the client's conditionals and ranges.
+//! The cache front: answers a `GET`/`HEAD` from the [`Store`] when the stored response
+//! is fresh enough for the request, else from the [`Origin`], storing what the
+//! [`CachePolicy`] allows; sends other methods on and invalidates what they changed. It
+//! owns what spans store and origin: purge floors (a fetch that started before a purge
+//! must not put the old copy back), secondary keys (`Vary`), coalesced fills
+//! (concurrent misses share one origin request and read its body as it arrives; a
+//! stale copy with a validator is revalidated, and a 304 refreshes it), and the fill
+//! budget (how many bytes fills may hold at once, so a cold cache under load cannot run
+//! the edge out of memory).
+//!
+//! Requests with `Authorization` are never answered from the store nor joined to
+//! another request's fill: their answer may depend on who asks. Their responses are
+//! stored only when the origin marks them shareable (RFC 9111 §3.5).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use meridian_shared::{Error, ObjectName, Result};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use meridian_shared::storage::ByteStream;
+use meridian_shared::{Error, Result};
 use tokio::time::Instant;
 
+use crate::answer::{Representation, answer};
 use crate::cache_status::CacheStatus;
-use crate::conditional::{self, RangeRequest};
 use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
-use crate::origin::{Origin, OriginResponse};
-use crate::policy::CachePolicy;
-use crate::ranged::{self, Multipart};
+use crate::hop;
+use crate::origin::{Origin, OriginRequest, OriginResponse};
+use crate::policy::{self, CachePolicy};
 use crate::store::{Hit, MissWriter, Payload, Store, StoredMeta};
+use crate::vary::{self, VaryIndex};
 
-/// How long a purge remembers the generation it asked for. A fetch that started
-/// before the purge and finishes after it must not put the old object back; fetches
-/// take far less than this.
+/// How long a purge remembers what it asked for. A fetch that started before the
+/// purge and finishes after it must not put the old copy back; fetches take far less
+/// than this.
 const PURGE_MEMORY: Duration = Duration::from_secs(300);
 
-/// The boundary between the parts of a `multipart/byteranges` answer.
-const BOUNDARY: &str = "meridian-byteranges-7d41c6";
+/// Origin statuses that let a stale copy answer instead (RFC 5861 §4).
+const ERRORS_STALE_MAY_HIDE: [u16; 4] = [500, 502, 503, 504];
 
 /// Store, origin and policy, and what spans them.
 pub struct CacheFront {
     shared: Arc<Shared>,
-    policy: CachePolicy,
     /// Default stale windows, for responses that do not state their own.
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
@@ -54,81 +61,192 @@ pub struct StaleDefaults {
 struct Shared {
     origin: Box<dyn Origin>,
     store: Box<dyn Store>,
+    policy: CachePolicy,
     floors: Floors,
+    vary: VaryIndex,
     fills: Fills,
     /// Bytes that fills may hold at once, in KiB permits; past it, misses stream
     /// through without being stored.
     fill_budget: Arc<tokio::sync::Semaphore>,
-    /// Larger objects are streamed through, never stored.
+    /// Larger responses are streamed through, never stored.
     stream_threshold: u64,
 }
 
-/// Per name, the oldest main-bucket generation recent purges still allow in.
-#[derive(Clone)]
-struct Floors(moka::future::Cache<String, i64>);
+/// What recent purges of one key still let in: copies from at least this main-bucket
+/// generation, fetched by fills that started after purge number `epoch`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Floor {
+    generation: i64,
+    epoch: u64,
+}
+
+/// Per key, the floor recent purges set.
+struct Floors {
+    map: moka::future::Cache<String, Floor>,
+    /// Purges without a generation so far; a fill notes it when it starts.
+    epoch: AtomicU64,
+}
 
 impl Floors {
-    async fn raise(&self, key: &str, limit: i64) {
+    fn new() -> Floors {
+        Floors {
+            map: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(PURGE_MEMORY)
+                .build(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The epoch a fill starting now notes.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Keeps out copies of `key` older than `generation`, or, without one, every
+    /// copy a fill that already started may bring.
+    async fn raise(&self, key: &str, generation: Option<i64>) {
+        let epoch = match generation {
+            Some(_) => 0,
+            None => self.epoch.fetch_add(1, Ordering::SeqCst) + 1,
+        };
+        let generation = generation.unwrap_or(i64::MIN);
         // Atomic read-modify-write: concurrent purges can only raise the floor.
-        self.0
+        self.map
             .entry(key.to_string())
             .and_upsert_with(|existing| {
-                std::future::ready(existing.map_or(limit, |e| (*e.value()).max(limit)))
+                let old = existing.map(|e| *e.value()).unwrap_or_default();
+                std::future::ready(Floor {
+                    generation: old.generation.max(generation),
+                    epoch: old.epoch.max(epoch),
+                })
             })
             .await;
     }
 
-    async fn below(&self, key: &str, source_generation: i64) -> bool {
-        self.0
+    /// Whether a copy of `key` from `generation`, by a fill that started at `epoch`,
+    /// is kept out.
+    async fn below(&self, key: &str, generation: i64, epoch: u64) -> bool {
+        self.map
             .get(key)
             .await
-            .is_some_and(|floor| source_generation < floor)
+            .is_some_and(|floor| generation < floor.generation || epoch < floor.epoch)
     }
 }
 
-/// A representation about to be answered: its headers, length and body, and what the
-/// cache did (`X-Cache`, and the `Cache-Status` parameters after the cache's name).
-struct Representation {
-    headers: HeaderMap,
-    size: u64,
-    body: Payload,
-    status: CacheStatus,
-    age: u64,
-    detail: String,
+/// One fill's instructions.
+struct FillJob {
+    /// The URI key: the origin's target, what floors and the vary index are kept by.
+    key: String,
+    /// The store key the fill was looked up and registered under.
+    lookup_key: String,
+    /// Request headers to send (the client's conditionals and Range left out: the
+    /// fill fetches whole bodies for everyone).
+    request: HeaderMap,
+    /// A stored copy to revalidate (it has a validator).
+    stored: Option<Arc<StoredMeta>>,
+    /// The purge epoch when the fill started.
+    epoch: u64,
 }
 
-impl Representation {
-    /// A stored copy, `now`, answering as `status` with `detail`.
-    fn stored(hit: Hit, now: Instant, status: CacheStatus, detail: String) -> Representation {
-        Representation {
-            headers: hit.meta.headers.clone(),
-            size: hit.meta.size,
-            age: hit.meta.age(now),
-            body: hit.body.into_payload(),
-            status,
-            detail,
+impl FillJob {
+    /// The origin request: the job's headers plus, when revalidating, the stored
+    /// copy's validators.
+    fn origin_request(&self) -> OriginRequest {
+        let mut headers = self.request.clone();
+        if let Some(stored) = &self.stored {
+            for (from, to) in [
+                (header::ETAG, header::IF_NONE_MATCH),
+                (header::LAST_MODIFIED, header::IF_MODIFIED_SINCE),
+            ] {
+                if let Some(value) = stored.headers.get(from) {
+                    headers.insert(to, value.clone());
+                }
+            }
         }
+        OriginRequest::new(Method::GET, &self.key, headers)
+    }
+}
+
+/// The headers a fill or a pass-through GET sends: the client's end-to-end ones
+/// without conditionals and Range (the edge answers those from the whole response).
+fn fetch_headers(request: &HeaderMap) -> HeaderMap {
+    let mut headers = hop::end_to_end(request.clone());
+    for field in [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+        header::RANGE,
+    ] {
+        headers.remove(field);
+    }
+    headers
+}
+
+/// A stored copy, `now`, answering as `cache` with `detail`.
+fn stored(hit: Hit, now: Instant, cache: CacheStatus, detail: String) -> Representation {
+    Representation {
+        status: hit.meta.status,
+        headers: hit.meta.headers.clone(),
+        size: Some(hit.meta.size),
+        age: hit.meta.age(now),
+        body: hit.body.into_payload(),
+        cache,
+        detail,
     }
 }
 
 /// A response streamed through without being stored.
-fn bypass(response: OriginResponse, detail: String) -> Result<Representation> {
-    let body = response
-        .body
-        .ok_or_else(|| Error::internal_msg("the origin answered a GET without a body"))?;
-    Ok(Representation {
+fn bypass(response: OriginResponse, cache: CacheStatus, detail: String) -> Representation {
+    Representation {
+        status: response.status,
         headers: response.headers,
         size: response.size,
-        body: Payload::Stream(body),
-        status: CacheStatus::Bypass,
+        body: match response.body {
+            Some(body) => Payload::Stream(body),
+            None => Payload::Bytes(bytes::Bytes::new()),
+        },
+        cache,
         age: 0,
         detail,
-    })
+    }
+}
+
+/// The stored headers refreshed by a 304's (RFC 9111 §3.2): its fields replace the
+/// stored ones, except those describing the stored body's framing.
+fn merge_not_modified(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+    let mut merged = stored.clone();
+    for name in not_modified.keys() {
+        if [
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::CONTENT_RANGE,
+            header::TRANSFER_ENCODING,
+        ]
+        .contains(name)
+        {
+            continue;
+        }
+        merged.remove(name);
+        for value in not_modified.get_all(name) {
+            merged.append(name.clone(), value.clone());
+        }
+    }
+    merged
+}
+
+/// The generation instant of a response that arrived `initial_age` old, now.
+fn generated_at(initial_age: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_sub(initial_age).unwrap_or(now)
 }
 
 impl CacheFront {
-    /// A front over `origin` and `store`; fills may hold `fill_budget_kib` KiB at once,
-    /// and objects over `stream_threshold` bytes are never stored.
+    /// A front over `origin` and `store` with `policy`; fills may hold
+    /// `fill_budget_kib` KiB at once, and responses over `stream_threshold` bytes are
+    /// never stored.
     pub fn new(
         origin: Box<dyn Origin>,
         store: Box<dyn Store>,
@@ -141,46 +259,46 @@ impl CacheFront {
             shared: Arc::new(Shared {
                 origin,
                 store,
-                floors: Floors(
-                    moka::future::Cache::builder()
-                        .max_capacity(100_000)
-                        .time_to_live(PURGE_MEMORY)
-                        .build(),
-                ),
+                policy,
+                floors: Floors::new(),
+                vary: VaryIndex::new(),
                 fills: Fills::default(),
                 fill_budget: Arc::new(tokio::sync::Semaphore::new(fill_budget_kib)),
                 stream_threshold,
             }),
-            policy,
             stale_while_revalidate: stale.while_revalidate,
             stale_if_error: stale.if_error,
         }
     }
 
-    /// Answers a `GET` or `HEAD` of `name` with `request`'s headers: from the store
-    /// when the stored copy is fresh enough for the request's `Cache-Control`, else
-    /// through a fill (or, within the stale windows, the stale copy).
-    pub async fn serve(
-        &self,
-        method: &Method,
-        name: &ObjectName,
-        request: &HeaderMap,
-    ) -> Result<Response> {
-        let key = name.as_str();
+    /// Answers a `GET` or `HEAD` of `key` with `request`'s headers: from the store
+    /// when the stored response is fresh enough for the request's `Cache-Control`,
+    /// else through a fill (revalidating the stored one when it has a validator), or,
+    /// within its stale windows, the stale one.
+    pub async fn serve(&self, method: &Method, key: &str, request: &HeaderMap) -> Result<Response> {
         let shared = &self.shared;
         let wanted = RequestDirectives::of(request);
-        // Why the origin is asked, for Cache-Status: nothing stored, or the stored copy
-        // is stale, or the request would not take it.
-        let mut forward = "uri-miss";
-        let mut stale = None;
-        if let Some(hit) = shared.store.lookup(key).await {
+        let authorized = request.contains_key(header::AUTHORIZATION);
+        let variant = shared.vary.store_key(key, request);
+        let lookup_key = variant.as_deref().unwrap_or(key);
+        // Why the origin is asked, for Cache-Status: nothing stored (for this URI, or
+        // for this variant), the stored copy is stale, or the request would not take it.
+        let mut forward = if variant.is_some() {
+            "vary-miss"
+        } else {
+            "uri-miss"
+        };
+        let mut found = None;
+        let mut stale_if_error = false;
+        if authorized {
+            forward = "request";
+        } else if let Some(hit) = shared.store.lookup(lookup_key).await {
             let now = Instant::now();
             let age = now.saturating_duration_since(hit.meta.stored_at);
             if wanted.accepts(age, hit.meta.fresh_for) {
                 let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
-                let representation =
-                    Representation::stored(hit, now, CacheStatus::Hit, format!("hit; ttl={ttl}"));
-                return Ok(answer(method, request, representation));
+                let hit = stored(hit, now, CacheStatus::Hit, format!("hit; ttl={ttl}"));
+                return Ok(answer(method, request, hit));
             }
             if hit.meta.is_fresh(now) {
                 forward = "request";
@@ -194,23 +312,19 @@ impl CacheFront {
                 );
                 if method == Method::GET && !wanted.no_cache && staleness <= while_revalidate {
                     // Served stale now; one background fill refreshes it.
-                    let (fill, leader) = shared.fills.join_or_start(key);
+                    let (fill, leader) = shared.fills.join_or_start(lookup_key);
                     if leader {
+                        let job = self.job(key, lookup_key, request, Some(&hit));
                         let (give_back, _) = tokio::sync::oneshot::channel();
-                        tokio::spawn(self.run_fill(name.clone(), fill, give_back));
+                        tokio::spawn(run_fill(shared.clone(), job, fill, give_back));
                     }
-                    let representation = Representation::stored(
-                        hit,
-                        now,
-                        CacheStatus::Stale,
-                        "hit; stale; detail=stale-while-revalidate".into(),
-                    );
-                    return Ok(answer(method, request, representation));
+                    let detail = "hit; stale; detail=stale-while-revalidate".to_string();
+                    let hit = stored(hit, now, CacheStatus::Stale, detail);
+                    return Ok(answer(method, request, hit));
                 }
-                if staleness <= if_error {
-                    stale = Some(hit);
-                }
+                stale_if_error = staleness <= if_error;
             }
+            found = Some(hit);
         }
         if wanted.only_if_cached {
             return Err(Error::timeout(
@@ -219,79 +333,126 @@ impl CacheFront {
             ));
         }
         if method == Method::HEAD {
-            // Says what a GET would do now: MISS for an object a GET would store,
+            // Says what a GET would do now: MISS for a response a GET would store,
             // BYPASS for one it would stream through.
-            let response = shared
-                .forget_if_missing(key, shared.origin.head(name).await)
+            let response = self
+                .fetch(Method::HEAD, key, fetch_headers(request))
                 .await?;
-            let fresh_for = self.policy.freshness(&response.headers);
-            let status = if shared.storable(response.size, fresh_for) && !wanted.no_store {
+            let storable = !wanted.no_store
+                && response.size.is_some_and(|size| shared.storable(size))
+                && (shared.policy)
+                    .assess(
+                        request,
+                        response.status,
+                        &response.headers,
+                        SystemTime::now(),
+                    )
+                    .is_some();
+            let cache = if storable {
                 CacheStatus::Miss
             } else {
                 CacheStatus::Bypass
             };
-            let representation = Representation {
-                headers: response.headers,
-                size: response.size,
-                body: Payload::Bytes(bytes::Bytes::new()),
-                status,
-                age: 0,
-                detail: format!("fwd={forward}"),
-            };
-            return Ok(answer(method, request, representation));
+            let detail = format!("fwd={forward}; fwd-status={}", response.status.as_u16());
+            return Ok(answer(method, request, bypass(response, cache, detail)));
         }
         if wanted.no_store {
             // Nothing of this exchange may be stored: a copy of its own, no fill.
-            let response = shared
-                .forget_if_missing(key, shared.origin.get(name).await)
-                .await?;
-            return Ok(answer(
-                method,
-                request,
-                bypass(response, "fwd=request; detail=no-store".to_string())?,
-            ));
+            let response = self.fetch(Method::GET, key, fetch_headers(request)).await?;
+            let detail = format!(
+                "fwd=request; fwd-status={}; detail=no-store",
+                response.status.as_u16()
+            );
+            let pass = bypass(response, CacheStatus::Bypass, detail);
+            return Ok(answer(method, request, pass));
         }
-        let (fill, leader) = shared.fills.join_or_start(key);
+        let (fill, leader) = if authorized {
+            (Fills::solo(), true)
+        } else {
+            shared.fills.join_or_start(lookup_key)
+        };
         // The leader gets the origin's response back if it is not one to share, so
         // it does not ask the origin twice.
         let mut declined = None;
         if leader {
+            let job = self.job(key, lookup_key, request, found.as_ref());
             let (give_back, taken) = tokio::sync::oneshot::channel();
-            tokio::spawn(self.run_fill(name.clone(), fill.clone(), give_back));
+            tokio::spawn(run_fill(shared.clone(), job, fill.clone(), give_back));
             declined = Some(taken);
         }
+        let collapsed = if leader { "" } else { "; collapsed" };
         let representation = match fill.answered().await {
-            FillState::Streaming { headers, size, .. } => Representation {
+            FillState::Streaming {
+                status,
                 headers,
+                variant,
                 size,
-                body: Payload::Stream(fill.reader()),
-                status: CacheStatus::Miss,
-                age: 0,
-                detail: if leader {
-                    format!("fwd={forward}; fwd-status=200")
-                } else {
-                    format!("fwd={forward}; fwd-status=200; collapsed")
-                },
-            },
+                ..
+            } => {
+                if !leader && !self.selects(key, request, &headers, variant.as_deref()) {
+                    // The fill is another variant's: this request fetches its own.
+                    let response = self.fetch(Method::GET, key, fetch_headers(request)).await?;
+                    let detail = format!(
+                        "fwd=vary-miss; fwd-status={}; detail=not-stored",
+                        response.status.as_u16()
+                    );
+                    return Ok(answer(
+                        method,
+                        request,
+                        bypass(response, CacheStatus::Bypass, detail),
+                    ));
+                }
+                Representation {
+                    status,
+                    headers,
+                    size: Some(size),
+                    body: Payload::Stream(fill.reader()),
+                    cache: CacheStatus::Miss,
+                    age: 0,
+                    detail: format!("fwd={forward}; fwd-status={}{collapsed}", status.as_u16()),
+                }
+            }
+            FillState::Revalidated(meta) => {
+                let body = match found {
+                    Some(hit) => Some(hit.body),
+                    None => shared.store.lookup(lookup_key).await.map(|hit| hit.body),
+                };
+                match body {
+                    Some(body) => Representation {
+                        status: meta.status,
+                        headers: meta.headers.clone(),
+                        size: Some(meta.size),
+                        age: meta.age(Instant::now()),
+                        body: body.into_payload(),
+                        cache: CacheStatus::Revalidated,
+                        detail: format!("fwd={forward}; fwd-status=304{collapsed}"),
+                    },
+                    // Purged while the origin was asked: fetch it whole.
+                    None => {
+                        let response = self.fetch(Method::GET, key, fetch_headers(request)).await?;
+                        let detail = format!(
+                            "fwd={forward}; fwd-status={}; detail=not-stored",
+                            response.status.as_u16()
+                        );
+                        bypass(response, CacheStatus::Bypass, detail)
+                    }
+                }
+            }
             FillState::Failed(failure) => {
                 if failure.status == StatusCode::NOT_FOUND {
-                    shared.store.remove(key).await;
+                    self.drop_copies(key).await;
                     return Err(failure.into_error());
                 }
                 // The origin failed: a stale copy within its stale-if-error window
                 // answers instead.
-                let Some(hit) = stale else {
+                let Some(hit) = found.filter(|_| stale_if_error) else {
                     return Err(failure.into_error());
                 };
-                Representation::stored(
-                    hit,
-                    Instant::now(),
-                    CacheStatus::Stale,
-                    format!(
-                        "hit; stale; fwd=stale; fwd-status={}; detail=stale-if-error",
-                        failure.status.as_u16()
-                    ),
-                )
+                let detail = format!(
+                    "hit; stale; fwd=stale; fwd-status={}; detail=stale-if-error",
+                    failure.status.as_u16()
+                );
+                stored(hit, Instant::now(), CacheStatus::Stale, detail)
             }
             // Not one to share: this request streams its own copy through.
             FillState::Declined | FillState::Waiting => {
@@ -300,229 +461,321 @@ impl CacheFront {
                         Ok(response) => response,
                         Err(_) => return Err(Error::internal_msg("the fill gave nothing back")),
                     },
-                    None => {
-                        shared
-                            .forget_if_missing(key, shared.origin.get(name).await)
-                            .await?
-                    }
+                    None => self.fetch(Method::GET, key, fetch_headers(request)).await?,
                 };
-                bypass(
-                    response,
-                    format!("fwd={forward}; fwd-status=200; detail=not-stored"),
-                )?
+                let code = response.status.as_u16();
+                match found.filter(|_| stale_if_error) {
+                    Some(hit) if ERRORS_STALE_MAY_HIDE.contains(&code) => {
+                        let detail = format!(
+                            "hit; stale; fwd=stale; fwd-status={code}; detail=stale-if-error"
+                        );
+                        stored(hit, Instant::now(), CacheStatus::Stale, detail)
+                    }
+                    _ => {
+                        let detail = format!("fwd={forward}; fwd-status={code}; detail=not-stored");
+                        bypass(response, CacheStatus::Bypass, detail)
+                    }
+                }
             }
         };
         Ok(answer(method, request, representation))
     }
 
-    /// The fill task for `name`: one origin request, its body kept as it arrives for
-    /// every reader, then offered to the store. Runs apart from any request, so a
-    /// client that goes away does not leave the other readers waiting.
-    fn run_fill(
+    /// Sends a request of another method (`POST`, `PUT`, `DELETE`, ...) on to the
+    /// origin, streaming its body, and answers with the origin's response. A
+    /// successful one invalidates what it may have changed (RFC 9111 §4.4): the
+    /// stored responses for its target, and for the same-origin paths in its
+    /// `Location` and `Content-Location`.
+    pub async fn forward(
         &self,
-        name: ObjectName,
-        fill: Arc<Fill>,
-        give_back: tokio::sync::oneshot::Sender<OriginResponse>,
-    ) -> impl Future<Output = ()> + use<> {
-        let shared = self.shared.clone();
-        let policy = self.policy;
-        async move {
-            let key = name.as_str();
-            let response = match shared.origin.get(&name).await {
-                Ok(response) => response,
-                Err(e) => {
-                    shared.fills.remove(key, &fill);
-                    return fill.end(FillState::Failed(Failure::of(&e)));
-                }
-            };
-            let fresh_for = policy.freshness(&response.headers);
-            let storable = shared.storable(response.size, fresh_for);
-            let kib = u32::try_from(response.size.div_ceil(1024))
-                .unwrap_or(u32::MAX)
-                .max(1);
-            let permit = storable
-                .then(|| shared.fill_budget.clone().try_acquire_many_owned(kib).ok())
-                .flatten();
-            let Some(_permit) = permit else {
-                // Too large, not cacheable, or no room in the budget right now: the
-                // leader streams this response through; other waiters fetch their own.
-                shared.fills.remove(key, &fill);
-                let _ = give_back.send(response);
-                return fill.end(FillState::Declined);
-            };
-            let Some(body) = response.body else {
-                shared.fills.remove(key, &fill);
-                return fill.end(FillState::Failed(Failure::broken(
-                    "the origin answered a GET without a body".into(),
-                )));
-            };
-            let mut miss = shared.store.miss(
-                key,
-                StoredMeta {
-                    headers: response.headers.clone(),
-                    size: response.size,
-                    source_generation: response.source_generation,
-                    stored_at: Instant::now(),
-                    fresh_for,
-                },
-            );
-            fill.start(response.headers, response.size);
-            match fill::copy_body(&fill, body, response.size, |chunk| miss.write(chunk)).await {
-                Ok(()) => {
-                    shared.keep(key, response.source_generation, miss).await;
-                    shared.fills.remove(key, &fill);
-                    fill.complete();
-                }
-                Err(why) => {
-                    tracing::warn!(object = key, cause = %why, "fill failed; nothing stored");
-                    shared.fills.remove(key, &fill);
-                    fill.end(FillState::Failed(Failure::broken(why)));
+        method: Method,
+        key: &str,
+        request: HeaderMap,
+        body: Option<ByteStream>,
+    ) -> Result<Response> {
+        let response = self
+            .shared
+            .origin
+            .fetch(OriginRequest {
+                method: method.clone(),
+                target: key.to_string(),
+                headers: hop::end_to_end(request),
+                body,
+            })
+            .await?;
+        if response.status.is_success() || response.status.is_redirection() {
+            self.purge(key, None).await;
+            for field in [header::LOCATION, header::CONTENT_LOCATION] {
+                let path = response.headers.get(field).and_then(|v| v.to_str().ok());
+                // Only paths on this origin (`/...`, not `//host/...`).
+                if let Some(path) = path.filter(|p| p.starts_with('/') && !p.starts_with("//")) {
+                    self.purge(path, None).await;
                 }
             }
         }
+        let detail = format!("fwd=method; fwd-status={}", response.status.as_u16());
+        Ok(answer(
+            &method,
+            &HeaderMap::new(),
+            bypass(response, CacheStatus::Bypass, detail),
+        ))
     }
 
-    /// Drops `name` unless its copy comes from main-bucket generation `older_than` or
-    /// newer (always when `older_than` is `None`). Returns whether it dropped one.
-    /// Fetches in flight are covered too: for a while, an older copy is not stored.
-    pub async fn purge(&self, name: &str, older_than: Option<i64>) -> bool {
-        let shared = &self.shared;
-        if let Some(limit) = older_than {
-            shared.floors.raise(name, limit).await;
+    /// The fill job for a request of `key` (looked up as `lookup_key`), revalidating
+    /// `found` when it has a validator.
+    fn job(
+        &self,
+        key: &str,
+        lookup_key: &str,
+        request: &HeaderMap,
+        found: Option<&Hit>,
+    ) -> FillJob {
+        FillJob {
+            key: key.to_string(),
+            lookup_key: lookup_key.to_string(),
+            request: fetch_headers(request),
+            stored: found
+                .map(|hit| hit.meta.clone())
+                .filter(|meta| policy::has_validator(&meta.headers)),
+            epoch: self.shared.floors.epoch(),
         }
+    }
+
+    /// Whether `request` selects the variant a fill is bringing: always without
+    /// `Vary`, else when the named fields match those of the request that started it.
+    fn selects(
+        &self,
+        key: &str,
+        request: &HeaderMap,
+        response: &HeaderMap,
+        leaders: Option<&str>,
+    ) -> bool {
+        let (Some(fields), Some(leaders)) = (vary::fields(response), leaders) else {
+            return true;
+        };
+        vary::variant_key(key, &fields, request) == leaders
+    }
+
+    /// A request to the origin on behalf of one client, never stored; a missing
+    /// object's stored copies go too.
+    async fn fetch(&self, method: Method, key: &str, headers: HeaderMap) -> Result<OriginResponse> {
+        let result = (self.shared.origin)
+            .fetch(OriginRequest::new(method, key, headers))
+            .await;
+        if let Err(Error::NotFound(_)) = &result {
+            self.drop_copies(key).await;
+        }
+        result
+    }
+
+    /// Drops every stored copy of `key` (all its variants).
+    async fn drop_copies(&self, key: &str) {
+        let shared = &self.shared;
+        for variant in shared.vary.forget(key) {
+            shared.store.remove(&variant).await;
+        }
+        shared.store.remove(key).await;
+    }
+
+    /// Drops `key` (every variant) unless its copy comes from main-bucket generation
+    /// `older_than` or newer (always when `older_than` is `None`). Returns whether it
+    /// dropped one. Fetches in flight are covered too: for a while, what they bring is
+    /// not stored if it could be older than the purge asked for.
+    pub async fn purge(&self, key: &str, older_than: Option<i64>) -> bool {
+        let shared = &self.shared;
+        shared.floors.raise(key, older_than).await;
         // A fill that began before the purge may carry the old copy: later misses
         // start their own (the old fill is not stored: the floor keeps it out).
-        shared.fills.forget(name);
-        let Some(hit) = shared.store.lookup(name).await else {
-            return false;
-        };
-        if older_than.is_some_and(|limit| hit.meta.source_generation >= limit) {
-            return false;
+        shared.fills.forget(key);
+        let mut dropped = false;
+        let variants = shared.vary.forget(key);
+        for stored_key in variants.iter().map(String::as_str).chain([key]) {
+            shared.fills.forget(stored_key);
+            let Some(hit) = shared.store.lookup(stored_key).await else {
+                continue;
+            };
+            if older_than.is_some_and(|limit| hit.meta.source_generation >= limit) {
+                continue;
+            }
+            shared.store.remove(stored_key).await;
+            dropped = true;
         }
-        shared.store.remove(name).await;
-        true
+        dropped
+    }
+}
+
+/// The fill task: one origin request, its body kept as it arrives for every reader,
+/// then offered to the store; or, revalidating, a 304 that refreshes the stored copy.
+/// Runs apart from any request, so a client that goes away does not leave the other
+/// readers waiting.
+async fn run_fill(
+    shared: Arc<Shared>,
+    job: FillJob,
+    fill: Arc<Fill>,
+    give_back: tokio::sync::oneshot::Sender<OriginResponse>,
+) {
+    let key = job.key.as_str();
+    let lookup_key = job.lookup_key.as_str();
+    let response = match shared.origin.fetch(job.origin_request()).await {
+        Ok(response) => response,
+        Err(e) => {
+            shared.fills.remove(lookup_key, &fill);
+            return fill.end(FillState::Failed(Failure::of(&e)));
+        }
+    };
+    if response.status == StatusCode::NOT_MODIFIED
+        && let Some(stored) = &job.stored
+    {
+        let meta = shared
+            .revalidated(&job, stored, &response.headers, response.source_generation)
+            .await;
+        shared.fills.remove(lookup_key, &fill);
+        return fill.end(FillState::Revalidated(meta));
+    }
+    let freshness = shared.policy.assess(
+        &job.request,
+        response.status,
+        &response.headers,
+        SystemTime::now(),
+    );
+    let storable_size = match (freshness, response.size, &response.body) {
+        (Some(_), Some(size), Some(_)) if shared.storable(size) => Some(size),
+        _ => None,
+    };
+    let permit = storable_size.and_then(|size| {
+        let kib = u32::try_from(size.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        shared.fill_budget.clone().try_acquire_many_owned(kib).ok()
+    });
+    let (Some(freshness), Some(size), Some(_permit)) = (freshness, storable_size, permit) else {
+        // Not storable, too large, of unknown length, or no room in the budget right
+        // now: the leader streams this response through; other waiters fetch their
+        // own.
+        shared.fills.remove(lookup_key, &fill);
+        let _ = give_back.send(response);
+        return fill.end(FillState::Declined);
+    };
+    let OriginResponse {
+        status,
+        headers,
+        source_generation,
+        body,
+        ..
+    } = response;
+    let Some(body) = body else {
+        shared.fills.remove(lookup_key, &fill);
+        return fill.end(FillState::Failed(Failure::broken("no body".into())));
+    };
+    // Where it is stored: its variant's key when it varies.
+    let fields = vary::fields(&headers);
+    let variant = fields
+        .as_ref()
+        .map(|fields| vary::variant_key(key, fields, &job.request));
+    let store_key = match (&fields, &variant) {
+        (Some(fields), Some(variant)) => {
+            for obsolete in shared.vary.record(key, fields, variant) {
+                shared.store.remove(&obsolete).await;
+            }
+            variant.clone()
+        }
+        _ => {
+            for obsolete in shared.vary.forget(key) {
+                shared.store.remove(&obsolete).await;
+            }
+            key.to_string()
+        }
+    };
+    let mut miss = shared.store.miss(
+        &store_key,
+        StoredMeta {
+            status,
+            headers: headers.clone(),
+            size,
+            source_generation,
+            stored_at: generated_at(freshness.initial_age),
+            fresh_for: freshness.lifetime,
+        },
+    );
+    fill.start(status, headers, variant, size);
+    match fill::copy_body(&fill, body, size, |chunk| miss.write(chunk)).await {
+        Ok(()) => {
+            shared
+                .keep(key, &store_key, source_generation, job.epoch, miss)
+                .await;
+            shared.fills.remove(lookup_key, &fill);
+            fill.complete();
+        }
+        Err(why) => {
+            tracing::warn!(key, cause = %why, "fill failed; nothing stored");
+            shared.fills.remove(lookup_key, &fill);
+            fill.end(FillState::Failed(Failure::broken(why)));
+        }
     }
 }
 
 impl Shared {
-    /// Whether a GET of an object of `size` bytes, fresh for `fresh_for`, would store
-    /// it: cacheable, small enough to hold, and within the store's budget.
-    fn storable(&self, size: u64, fresh_for: Duration) -> bool {
-        !fresh_for.is_zero() && size <= self.stream_threshold && self.store.fits(size)
+    /// Whether a response of `size` bytes is small enough to store.
+    fn storable(&self, size: u64) -> bool {
+        size <= self.stream_threshold && self.store.fits(size)
     }
 
-    /// Finishes `miss` unless a recent purge asked for a newer generation (the object
-    /// was fetched before the purge). Returns whether it was kept.
-    async fn keep(&self, key: &str, source_generation: i64, miss: Box<dyn MissWriter>) -> bool {
-        if self.floors.below(key, source_generation).await {
+    /// The stored copy `stored` refreshed by the origin's 304 (`not_modified`): its headers
+    /// merged, its freshness computed again, and the store updated (or the copy
+    /// dropped, if a purge came meanwhile or it may no longer be stored).
+    async fn revalidated(
+        &self,
+        job: &FillJob,
+        stored: &StoredMeta,
+        not_modified: &HeaderMap,
+        source_generation: i64,
+    ) -> Arc<StoredMeta> {
+        let headers = merge_not_modified(&stored.headers, not_modified);
+        let freshness =
+            self.policy
+                .assess(&job.request, stored.status, &headers, SystemTime::now());
+        let meta = StoredMeta {
+            status: stored.status,
+            headers,
+            size: stored.size,
+            source_generation: stored.source_generation.max(source_generation),
+            stored_at: generated_at(freshness.map(|f| f.initial_age).unwrap_or_default()),
+            fresh_for: freshness.map(|f| f.lifetime).unwrap_or_default(),
+        };
+        let purged = self
+            .floors
+            .below(&job.key, meta.source_generation, job.epoch)
+            .await;
+        if freshness.is_none() || purged {
+            self.store.remove(&job.lookup_key).await;
+        } else {
+            self.store.update(&job.lookup_key, meta.clone()).await;
+        }
+        Arc::new(meta)
+    }
+
+    /// Finishes `miss` (stored under `store_key`) unless a purge of `key` since the
+    /// fill started keeps its copy out. Returns whether it was kept.
+    async fn keep(
+        &self,
+        key: &str,
+        store_key: &str,
+        source_generation: i64,
+        epoch: u64,
+        miss: Box<dyn MissWriter>,
+    ) -> bool {
+        if self.floors.below(key, source_generation, epoch).await {
             return false;
         }
         if !miss.finish().await {
             return false;
         }
         // A purge may have landed between the check and the finish: check again.
-        if self.floors.below(key, source_generation).await {
-            self.store.remove(key).await;
+        if self.floors.below(key, source_generation, epoch).await {
+            self.store.remove(store_key).await;
             return false;
         }
         true
-    }
-
-    /// A missing object must not linger in the store either.
-    async fn forget_if_missing<T>(&self, key: &str, result: Result<T>) -> Result<T> {
-        if let Err(Error::NotFound(_)) = &result {
-            self.store.remove(key).await;
-        }
-        result
-    }
-}
-
-/// The answer to `request` from `representation`: 304 when the client's copy is
-/// current, 206 or 416 for ranges of a GET, else 200; `X-Cache`, `Cache-Status`
-/// (RFC 9211), `Age` and `Accept-Ranges` always.
-fn answer(method: &Method, request: &HeaderMap, representation: Representation) -> Response {
-    let Representation {
-        mut headers,
-        size,
-        body,
-        status: cache_status,
-        age,
-        detail,
-    } = representation;
-    headers.insert("x-cache", HeaderValue::from_static(cache_status.as_str()));
-    if let Ok(value) = HeaderValue::from_str(&format!("meridian; {detail}")) {
-        headers.insert("cache-status", value);
-    }
-    headers.insert(header::AGE, HeaderValue::from(age));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if conditional::not_modified(request, &headers) {
-        // A 304 carries the validators and caching headers, not the body's.
-        for field in [header::CONTENT_LENGTH, header::CONTENT_TYPE] {
-            headers.remove(field);
-        }
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
-    }
-    let whole = |headers: HeaderMap, body: Payload| {
-        let body = match body {
-            _ if method == Method::HEAD => Body::empty(),
-            Payload::Bytes(bytes) => Body::from(bytes),
-            Payload::Stream(stream) => Body::from_stream(stream),
-        };
-        (StatusCode::OK, headers, body).into_response()
-    };
-    if method != Method::GET {
-        return whole(headers, body);
-    }
-    match conditional::ranges(request, &headers, size) {
-        RangeRequest::Whole => whole(headers, body),
-        RangeRequest::Unsatisfiable => {
-            let mut refusal = HeaderMap::new();
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                refusal.insert(header::CONTENT_RANGE, value);
-            }
-            for field in ["x-cache", "cache-status", "x-meridian-region"] {
-                if let Some(value) = headers.get(field) {
-                    refusal.insert(field, value.clone());
-                }
-            }
-            (StatusCode::RANGE_NOT_SATISFIABLE, refusal).into_response()
-        }
-        RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
-            let range = &ranges[0];
-            if let Ok(value) =
-                HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
-            {
-                headers.insert(header::CONTENT_RANGE, value);
-            }
-            headers.insert(
-                header::CONTENT_LENGTH,
-                HeaderValue::from(range.end - range.start),
-            );
-            let body = Body::from_stream(ranged::cut(body.into_stream(), ranges, None));
-            (StatusCode::PARTIAL_CONTENT, headers, body).into_response()
-        }
-        RangeRequest::Ranges(ranges) => {
-            let parts = Multipart {
-                boundary: BOUNDARY.to_string(),
-                content_type: headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("application/octet-stream")
-                    .to_string(),
-                size,
-            };
-            headers.insert(
-                header::CONTENT_LENGTH,
-                HeaderValue::from(parts.length(&ranges)),
-            );
-            if let Ok(value) =
-                HeaderValue::from_str(&format!("multipart/byteranges; boundary={BOUNDARY}"))
-            {
-                headers.insert(header::CONTENT_TYPE, value);
-            }
-            let body = Body::from_stream(ranged::cut(body.into_stream(), ranges, Some(parts)));
-            (StatusCode::PARTIAL_CONTENT, headers, body).into_response()
-        }
     }
 }
 
@@ -531,6 +784,7 @@ mod tests {
     use super::*;
     use crate::origin::BucketOrigin;
     use crate::store::MemoryStore;
+    use axum::http::HeaderValue;
     use bytes::Bytes;
 
     fn front() -> (CacheFront, MemoryStore) {
@@ -541,6 +795,7 @@ mod tests {
             Box::new(store.clone()),
             CachePolicy {
                 default_lifetime: Some(Duration::from_secs(60)),
+                heuristic_percent: 0,
             },
             1024,
             1 << 20,
@@ -553,6 +808,7 @@ mod tests {
         let mut miss = store.miss(
             "a",
             StoredMeta {
+                status: StatusCode::OK,
                 headers: HeaderMap::new(),
                 size: 1,
                 source_generation: generation,
@@ -570,7 +826,7 @@ mod tests {
         assert!(
             front
                 .shared
-                .keep("a", 7, copy_of_generation(&store, 7))
+                .keep("a", "a", 7, 0, copy_of_generation(&store, 7))
                 .await
         );
         assert!(
@@ -590,7 +846,7 @@ mod tests {
         assert!(
             !front
                 .shared
-                .keep("a", 7, copy_of_generation(&store, 7))
+                .keep("a", "a", 7, 0, copy_of_generation(&store, 7))
                 .await,
             "the stale copy is not stored"
         );
@@ -598,7 +854,7 @@ mod tests {
         assert!(
             front
                 .shared
-                .keep("a", 8, copy_of_generation(&store, 8))
+                .keep("a", "a", 8, 0, copy_of_generation(&store, 8))
                 .await,
             "the new copy is"
         );
@@ -632,11 +888,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Origin for Arc<SteeredOrigin> {
-        async fn head(&self, _name: &ObjectName) -> Result<OriginResponse> {
-            Err(Error::internal_msg("not used"))
-        }
-
-        async fn get(&self, _name: &ObjectName) -> Result<OriginResponse> {
+        async fn fetch(&self, _request: OriginRequest) -> Result<OriginResponse> {
             self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (body, cache_control, failing) = self.state.lock().expect("lock").clone();
             if failing {
@@ -649,8 +901,9 @@ mod tests {
             );
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             Ok(OriginResponse {
+                status: StatusCode::OK,
                 headers,
-                size: body.len() as u64,
+                size: Some(body.len() as u64),
                 source_generation: 1,
                 body: Some(Box::pin(futures::stream::iter([Ok(body)]))),
             })
@@ -661,9 +914,7 @@ mod tests {
         CacheFront::new(
             Box::new(origin.clone()),
             Box::new(MemoryStore::new(1 << 20)),
-            CachePolicy {
-                default_lifetime: None,
-            },
+            CachePolicy::default(),
             1024,
             1 << 20,
             StaleDefaults::default(),
@@ -679,8 +930,7 @@ mod tests {
         for (name, value) in request {
             headers.insert(*name, HeaderValue::from_static(value));
         }
-        let name = ObjectName::new("o").expect("name");
-        match front.serve(&Method::GET, &name, &headers).await {
+        match front.serve(&Method::GET, "o", &headers).await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let text = |field: &str| {
@@ -803,7 +1053,10 @@ mod tests {
             get(&front, &[("cache-control", "no-store, no-cache")]).await;
         assert_eq!(
             (x_cache.as_str(), cache_status.as_str()),
-            ("BYPASS", "meridian; fwd=request; detail=no-store")
+            (
+                "BYPASS",
+                "meridian; fwd=request; fwd-status=200; detail=no-store"
+            )
         );
         assert_eq!(origin.gets(), gets + 1);
         let (_, x_cache, _, _) = get(&front, &[("cache-control", "min-fresh=700")]).await;

@@ -1,32 +1,42 @@
-//! The edge server: serves objects from its region's bucket over HTTPS with a memory
-//! cache, and drops objects when the replicator says they changed.
+//! The edge server: a shared HTTP cache (RFC 9111) in front of its region's bucket, or
+//! in front of any HTTP origin; drops objects when the replicator says they changed.
 //!
-//! - `GET`/`HEAD /{name}`: the object, with Content-Type, Content-Length, ETag,
-//!   Last-Modified, Cache-Control, Age and `X-Cache: HIT | MISS | BYPASS`; 304 for a
+//! - `GET`/`HEAD /{name}` (bucket): the object, with Content-Type, Content-Length,
+//!   ETag, Last-Modified, Cache-Control, Age, `Cache-Status` and `X-Cache`; 304 for a
 //!   current conditional, 206/416 for ranges. Concurrent misses share one origin
 //!   request, streamed to every client as it arrives.
+//! - Any method and path (HTTP origin): sent on to the origin; `GET`/`HEAD` through
+//!   the cache, other methods straight through (invalidating what they change).
 //! - `POST /_meridian/purge`: drop one object (bearer token, scope `purge`).
 //! - `GET /healthz`.
 //!
 //! # Layout
-//! - `front`: the cache front: store, origin and policy, purge floors, fill budget.
+//! - `front`: the cache front: store, origin and policy, purge floors, secondary keys,
+//!   fills (with revalidation), the fill budget.
 //! - `fill`: coalesced misses whose bodies are read as they arrive.
+//! - `answer`: a representation as the answer to one request.
 //! - `conditional`: If-None-Match, If-Modified-Since, Range and If-Range.
 //! - `directives`: request Cache-Control, and how long copies may be served stale.
 //! - `ranged`: cutting ranges (one, or multipart) out of a streaming body.
-//! - `origin`: where misses go (the region's bucket).
+//! - `origin`: where misses go (the trait; the region's bucket).
+//! - `http_origin`: any HTTP server as the origin.
+//! - `hop`: hop-by-hop header fields, `Via`.
 //! - `policy`: whether and how long a response may be stored.
+//! - `vary`: secondary keys.
 //! - `store`: where stored responses live (memory, bounded by bytes).
 //! - `cache_status`: `X-Cache`.
-//! - `serve`: the object handler.
+//! - `serve`: the request handlers.
 //! - `purge`: the purge handler, and applying a purge however it arrives.
 //! - `invalidations`: purges over Pub/Sub, from a subscription of the edge's own.
 
+mod answer;
 mod cache_status;
 mod conditional;
 mod directives;
 mod fill;
 mod front;
+mod hop;
+mod http_origin;
 mod invalidations;
 mod origin;
 mod policy;
@@ -34,6 +44,7 @@ mod purge;
 mod ranged;
 mod serve;
 mod store;
+mod vary;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,15 +52,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use meridian_shared::Bucket;
 use meridian_shared::auth::{PurgePublicKey, TokenVerifier};
-use meridian_shared::config::EdgeSettings;
+use meridian_shared::config::{EdgeSettings, OutboundSettings};
 use meridian_shared::server::{self, ServeOptions};
 use meridian_shared::tls::TlsConfig;
+use meridian_shared::{Bucket, ObjectName};
 use tokio::net::TcpListener;
 
 use crate::front::{CacheFront, StaleDefaults};
-use crate::origin::BucketOrigin;
+use crate::http_origin::HttpOrigin;
+use crate::origin::{BucketOrigin, Origin};
 use crate::policy::CachePolicy;
 use crate::store::MemoryStore;
 
@@ -65,6 +77,16 @@ struct EdgeInner {
     region: String,
     front: CacheFront,
     tokens: TokenVerifier,
+    origin: OriginKind,
+}
+
+/// What the edge is in front of: what its paths mean and how purges name things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OriginKind {
+    /// The region's bucket: paths are object names.
+    Bucket,
+    /// An HTTP origin: paths (and queries) are the origin's.
+    Http,
 }
 
 /// In-flight cache fills may buffer at most this much (or one stream threshold, if
@@ -81,12 +103,57 @@ impl EdgeState {
         purge_key: &PurgePublicKey,
     ) -> EdgeState {
         let default_lifetime = Duration::from_secs(settings.default_max_age_seconds);
+        let origin = Box::new(BucketOrigin::new(bucket, region, default_lifetime));
+        let policy = CachePolicy {
+            default_lifetime: Some(default_lifetime),
+            heuristic_percent: 0,
+        };
+        EdgeState::build(
+            region,
+            origin,
+            OriginKind::Bucket,
+            policy,
+            settings,
+            purge_key,
+        )
+    }
+
+    /// An edge (labelled `region`) in front of the HTTP origin at `origin`; its
+    /// responses are stored only as their headers allow.
+    pub fn for_http_origin(
+        region: &str,
+        origin: &str,
+        settings: &EdgeSettings,
+        outbound: &OutboundSettings,
+        purge_key: &PurgePublicKey,
+    ) -> meridian_shared::Result<EdgeState> {
+        let origin = Box::new(HttpOrigin::new(origin, outbound)?);
+        let policy = CachePolicy {
+            default_lifetime: None,
+            heuristic_percent: settings.origin_heuristic_percent,
+        };
+        Ok(EdgeState::build(
+            region,
+            origin,
+            OriginKind::Http,
+            policy,
+            settings,
+            purge_key,
+        ))
+    }
+
+    fn build(
+        region: &str,
+        origin: Box<dyn Origin>,
+        kind: OriginKind,
+        policy: CachePolicy,
+        settings: &EdgeSettings,
+        purge_key: &PurgePublicKey,
+    ) -> EdgeState {
         let front = CacheFront::new(
-            Box::new(BucketOrigin::new(bucket, region, default_lifetime)),
+            origin,
             Box::new(MemoryStore::new(settings.cache_bytes)),
-            CachePolicy {
-                default_lifetime: Some(default_lifetime),
-            },
+            policy,
             fill_budget_kib(settings),
             settings.stream_threshold_bytes,
             StaleDefaults {
@@ -98,6 +165,7 @@ impl EdgeState {
             region: region.to_string(),
             front,
             tokens: TokenVerifier::for_purges(purge_key),
+            origin: kind,
         }))
     }
 
@@ -113,6 +181,15 @@ impl EdgeState {
     pub(crate) fn tokens(&self) -> &TokenVerifier {
         &self.0.tokens
     }
+
+    /// The cache key a purge of object `name` drops: the name itself in front of the
+    /// bucket, the path `/name` in front of an HTTP origin.
+    pub(crate) fn purge_key(&self, name: &ObjectName) -> String {
+        match self.0.origin {
+            OriginKind::Bucket => name.as_str().to_string(),
+            OriginKind::Http => format!("/{}", name.as_str()),
+        }
+    }
 }
 
 fn fill_budget_kib(settings: &EdgeSettings) -> usize {
@@ -122,13 +199,17 @@ fn fill_budget_kib(settings: &EdgeSettings) -> usize {
     usize::try_from(bytes / 1024).unwrap_or(usize::MAX).max(1)
 }
 
-/// The edge router.
+/// The edge router: its own paths, then objects (bucket) or everything else (HTTP
+/// origin).
 pub fn router(state: EdgeState) -> Router {
-    Router::new()
+    let own = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route(meridian_shared::api::PURGE_PATH, post(purge::purge))
-        .route("/{*name}", get(serve::serve_object))
-        .with_state(state)
+        .route(meridian_shared::api::PURGE_PATH, post(purge::purge));
+    let routes = match state.0.origin {
+        OriginKind::Bucket => own.route("/{*name}", get(serve::serve_object)),
+        OriginKind::Http => own.fallback(serve::proxy),
+    };
+    routes.with_state(state)
 }
 
 /// Serves an edge on `listener` (HTTPS when `tls` is given) until `shutdown`.

@@ -1,5 +1,6 @@
 //! `meridian-edge`: one edge server, as run on an edge VM. Serves HTTPS when given a
-//! certificate, plain HTTP otherwise (behind a TLS-terminating load balancer).
+//! certificate, plain HTTP otherwise (behind a TLS-terminating load balancer). In front
+//! of its region's bucket, or, with `--origin`, of any HTTP server.
 
 use std::path::PathBuf;
 
@@ -7,13 +8,18 @@ use anyhow::Context;
 use clap::Parser;
 use meridian_shared::config::InvalidationTransport;
 
-/// Serves objects from one region's bucket with a memory cache.
+/// Serves objects from one region's bucket, or any HTTP origin, with a memory cache.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Region this edge belongs to (its bucket comes from the config).
-    #[arg(long, env = "MERIDIAN_EDGE_REGION")]
-    region: String,
+    /// Region this edge belongs to (its bucket comes from the config). Optional with
+    /// an HTTP origin, where it only labels the edge.
+    #[arg(long, env = "MERIDIAN_EDGE_REGION", required_unless_present = "origin")]
+    region: Option<String>,
+    /// An HTTP origin (`http://host:port`): the edge becomes a reverse proxy cache in
+    /// front of it instead of serving the bucket. Overrides `edge.origin`.
+    #[arg(long, env = "MERIDIAN_EDGE_ORIGIN")]
+    origin: Option<String>,
     /// Deployment config (TOML); the embedded default when absent.
     #[arg(long, env = "MERIDIAN_CONFIG")]
     config: Option<PathBuf>,
@@ -51,17 +57,32 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let config = meridian_shared::Config::load(args.config.as_deref())?;
-    let region = config
-        .region(&args.region)
-        .with_context(|| format!("--region: {:?} is not a configured region", args.region))?;
-    let bucket = meridian_shared::storage::open(&config, &region.bucket).await?;
-    let state = meridian_edge::EdgeState::new(
-        &region.name,
-        bucket,
-        &config.edge,
-        &config.auth.purge_public_key()?,
-    );
+    let mut config = meridian_shared::Config::load(args.config.as_deref())?;
+    if let Some(origin) = args.origin {
+        config.edge.origin = Some(origin);
+        config.validate()?;
+    }
+    let purge_key = config.auth.purge_public_key()?;
+    let state = match (&config.edge.origin, &args.region) {
+        (Some(origin), region) => {
+            let label = region.as_deref().unwrap_or("origin");
+            meridian_edge::EdgeState::for_http_origin(
+                label,
+                origin,
+                &config.edge,
+                &config.outbound,
+                &purge_key,
+            )?
+        }
+        (None, Some(name)) => {
+            let region = config
+                .region(name)
+                .with_context(|| format!("--region: {name:?} is not a configured region"))?;
+            let bucket = meridian_shared::storage::open(&config, &region.bucket).await?;
+            meridian_edge::EdgeState::new(&region.name, bucket, &config.edge, &purge_key)
+        }
+        (None, None) => anyhow::bail!("--region is needed to serve a bucket (or give --origin)"),
+    };
     // Over Pub/Sub, the edge subscribes before it serves, so it misses no change.
     let invalidations = match config.invalidation.via {
         InvalidationTransport::Pubsub => {
@@ -80,7 +101,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         _ => None,
     };
     let listener = tokio::net::TcpListener::bind((args.addr, args.port)).await?;
-    tracing::info!(region = %region.name, addr = %listener.local_addr()?, https = tls.is_some(), "edge listening");
+    tracing::info!(
+        region = %state.region(),
+        origin = config.edge.origin.as_deref().unwrap_or("bucket"),
+        addr = %listener.local_addr()?,
+        https = tls.is_some(),
+        "edge listening"
+    );
     meridian_edge::run(
         listener,
         tls,

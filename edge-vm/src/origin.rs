@@ -1,23 +1,53 @@
-//! Where a miss goes: the [`Origin`] trait, and the origin every edge has today, its
-//! region's bucket. An origin answers in HTTP terms (headers, a body stream), so the
-//! cache policy and the store above it do not care what is behind it; an HTTP origin
-//! can follow as a second implementation.
+//! Where a miss goes: the [`Origin`] trait, and the origin every edge had first, its
+//! region's bucket. An origin answers in HTTP terms (status, headers, a body stream),
+//! so the cache policy and the store above it do not care what is behind it; the
+//! other origin is any HTTP server ([`crate::http_origin`]).
 
 use async_trait::async_trait;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use meridian_shared::storage::ByteStream;
-use meridian_shared::{Bucket, ObjectMeta, ObjectName, Result};
+use meridian_shared::{Bucket, Error, ObjectMeta, ObjectName, Result};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An origin's answer for one object.
-pub struct OriginResponse {
-    /// The response headers (`Content-Type`, `Content-Length`, `ETag`,
-    /// `Last-Modified`, `Cache-Control`, ...), as the edge will send them.
+use crate::conditional;
+
+/// A request for an origin.
+pub struct OriginRequest {
+    /// Its method.
+    pub method: Method,
+    /// What it asks for: the cache key (an object name for the bucket, the path and
+    /// query for an HTTP origin).
+    pub target: String,
+    /// End-to-end request headers to send on (hop-by-hop ones already dropped).
     pub headers: HeaderMap,
-    /// Body length in bytes.
-    pub size: u64,
-    /// The main-bucket generation this copy comes from: purges compare against it.
+    /// A body to send on (unsafe methods).
+    pub body: Option<ByteStream>,
+}
+
+impl OriginRequest {
+    /// A bodiless request for `target`.
+    pub fn new(method: Method, target: &str, headers: HeaderMap) -> OriginRequest {
+        OriginRequest {
+            method,
+            target: target.to_string(),
+            headers,
+            body: None,
+        }
+    }
+}
+
+/// An origin's answer.
+pub struct OriginResponse {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its end-to-end headers (`Content-Type`, `Content-Length`, `ETag`,
+    /// `Cache-Control`, ...), as the edge will send them.
+    pub headers: HeaderMap,
+    /// The body's length when known in advance (`Content-Length`).
+    pub size: Option<u64>,
+    /// The main-bucket generation this copy comes from (purges compare against it);
+    /// 0 from origins without generations.
     pub source_generation: i64,
     /// The body; `None` for a HEAD.
     pub body: Option<ByteStream>,
@@ -26,14 +56,16 @@ pub struct OriginResponse {
 /// What an edge fetches misses from.
 #[async_trait]
 pub trait Origin: Send + Sync {
-    /// The object's headers, without its body.
-    async fn head(&self, name: &ObjectName) -> Result<OriginResponse>;
-    /// The object, its body streamed.
-    async fn get(&self, name: &ObjectName) -> Result<OriginResponse>;
+    /// Sends `request`. A failure to get any answer is an error; an answer of any
+    /// status is a response (the bucket origin answers a missing object with
+    /// [`Error::NotFound`], its JSON error body being the edge's own).
+    async fn fetch(&self, request: OriginRequest) -> Result<OriginResponse>;
 }
 
-/// A region's bucket as an origin. Objects without their own `Cache-Control` get
-/// `public, max-age=<default>`, so clients and the cache policy see one rule.
+/// A region's bucket as an origin: `GET` and `HEAD` of object names, answering
+/// `If-None-Match`/`If-Modified-Since` with 304 (so stored copies revalidate without
+/// a download). Objects without their own `Cache-Control` get `public,
+/// max-age=<default>`, so clients and the cache policy see one rule.
 pub struct BucketOrigin {
     bucket: Arc<dyn Bucket>,
     region: HeaderValue,
@@ -75,10 +107,16 @@ impl BucketOrigin {
         headers
     }
 
-    fn respond(&self, meta: &ObjectMeta, body: Option<ByteStream>) -> OriginResponse {
+    fn respond(
+        &self,
+        status: StatusCode,
+        meta: &ObjectMeta,
+        body: Option<ByteStream>,
+    ) -> OriginResponse {
         OriginResponse {
+            status,
             headers: self.headers(meta),
-            size: meta.size,
+            size: Some(meta.size),
             source_generation: meta.source_generation(),
             body,
         }
@@ -87,13 +125,34 @@ impl BucketOrigin {
 
 #[async_trait]
 impl Origin for BucketOrigin {
-    async fn head(&self, name: &ObjectName) -> Result<OriginResponse> {
-        let meta = self.bucket.head(name).await?;
-        Ok(self.respond(&meta, None))
-    }
-
-    async fn get(&self, name: &ObjectName) -> Result<OriginResponse> {
-        let (meta, body) = self.bucket.get(name).await?;
-        Ok(self.respond(&meta, Some(body)))
+    async fn fetch(&self, request: OriginRequest) -> Result<OriginResponse> {
+        let name = ObjectName::new(request.target)?;
+        let conditional = request.headers.contains_key(header::IF_NONE_MATCH)
+            || request.headers.contains_key(header::IF_MODIFIED_SINCE);
+        match request.method {
+            Method::GET if !conditional => {
+                let (meta, body) = self.bucket.get(&name).await?;
+                Ok(self.respond(StatusCode::OK, &meta, Some(body)))
+            }
+            Method::GET | Method::HEAD => {
+                let meta = self.bucket.head(&name).await?;
+                let current = self.respond(StatusCode::OK, &meta, None);
+                if conditional::not_modified(&request.headers, &current.headers) {
+                    return Ok(OriginResponse {
+                        status: StatusCode::NOT_MODIFIED,
+                        ..current
+                    });
+                }
+                if request.method == Method::HEAD {
+                    return Ok(current);
+                }
+                // Changed since the copy the caller holds: the new one, whole.
+                let (meta, body) = self.bucket.get(&name).await?;
+                Ok(self.respond(StatusCode::OK, &meta, Some(body)))
+            }
+            other => Err(Error::MethodNotAllowed(format!(
+                "{other} (a bucket edge serves GET and HEAD)"
+            ))),
+        }
     }
 }

@@ -36,7 +36,10 @@ impl EdgeState {
             Error::BadRequest(format!("a purge must be JSON {{name, older_than?}}: {e}"))
         })?;
         let name = ObjectName::new(request.name)?;
-        let dropped = self.front().purge(name.as_str(), request.older_than).await;
+        let dropped = self
+            .front()
+            .purge(&self.purge_key(&name), request.older_than)
+            .await;
         tracing::debug!(object = %name, dropped, "purge");
         Ok(dropped)
     }

@@ -1,14 +1,19 @@
-//! `GET`/`HEAD /{name}`: the object, through the cache front (conditionals and ranges
-//! included).
+//! The request handlers: `GET`/`HEAD /{name}` in front of the bucket, and every method
+//! and path in front of an HTTP origin. Both go through the cache front, which also
+//! answers the client's conditionals and ranges.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method};
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
-use meridian_shared::{ObjectName, Result};
+use futures::TryStreamExt;
+use meridian_shared::{Error, ObjectName, Result};
 
 use crate::EdgeState;
 
-/// Serves one object.
+/// Serves one object of the bucket.
 pub async fn serve_object(
     State(state): State<EdgeState>,
     method: Method,
@@ -16,5 +21,46 @@ pub async fn serve_object(
     headers: HeaderMap,
 ) -> Result<Response> {
     let name = ObjectName::new(name)?;
-    state.front().serve(&method, &name, &headers).await
+    state.front().serve(&method, name.as_str(), &headers).await
+}
+
+/// Sends any request on to the HTTP origin: `GET` and `HEAD` through the cache, keyed
+/// by path and query; other methods straight through with their bodies. The client's
+/// address is added to `X-Forwarded-For`.
+pub async fn proxy(
+    State(state): State<EdgeState>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    request: Request,
+) -> Result<Response> {
+    let (parts, body) = request.into_parts();
+    let Some(target) = parts.uri.path_and_query().map(|t| t.as_str().to_string()) else {
+        return Err(Error::BadRequest("the request has no path".into()));
+    };
+    let mut headers = parts.headers;
+    if let Some(axum::Extension(ConnectInfo(peer))) = peer
+        && let Ok(address) = HeaderValue::from_str(&peer.ip().to_string())
+    {
+        headers.append("x-forwarded-for", address);
+    }
+    let front = state.front();
+    match parts.method {
+        Method::GET | Method::HEAD => front.serve(&parts.method, &target, &headers).await,
+        method => {
+            let body = has_body(&headers).then(|| stream(body));
+            front.forward(method, &target, headers, body).await
+        }
+    }
+}
+
+/// Whether a request says it carries a body (RFC 9112 §6.3).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+fn stream(body: Body) -> meridian_shared::storage::ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
 }

@@ -13,15 +13,17 @@ use meridian_shared::storage::ByteStream;
 use tokio::time::Instant;
 
 /// What is known of a stored response besides its body.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StoredMeta {
+    /// Its status (200 for almost all; an HTTP origin's 404 or 301 may be stored too).
+    pub status: axum::http::StatusCode,
     /// Its headers as sent to clients (all but `X-Cache` and `Age`).
     pub headers: HeaderMap,
     /// Body length in bytes.
     pub size: u64,
     /// The main-bucket generation it comes from.
     pub source_generation: i64,
-    /// When it was fetched from the origin.
+    /// When it was generated: when it was fetched, less the age it arrived with.
     pub stored_at: Instant,
     /// How long it stays fresh.
     pub fresh_for: Duration,
@@ -33,7 +35,7 @@ impl StoredMeta {
         now.saturating_duration_since(self.stored_at) < self.fresh_for
     }
 
-    /// Seconds since it was fetched (the `Age` header).
+    /// Seconds since it was generated (the `Age` header).
     pub fn age(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.stored_at).as_secs()
     }
@@ -90,6 +92,9 @@ pub trait Store: Send + Sync {
     fn fits(&self, size: u64) -> bool;
     /// A writer storing `meta` and the body written to it under `key`.
     fn miss(&self, key: &str, meta: StoredMeta) -> Box<dyn MissWriter>;
+    /// Replaces the metadata of `key`'s stored response, keeping its body (after a
+    /// revalidation). Returns whether it was there to update.
+    async fn update(&self, key: &str, meta: StoredMeta) -> bool;
     /// Drops `key`.
     async fn remove(&self, key: &str);
 }
@@ -203,6 +208,18 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn update(&self, key: &str, meta: StoredMeta) -> bool {
+        let Some(entry) = self.entries.get(key).await else {
+            return false;
+        };
+        let entry = Arc::new(MemoryEntry {
+            meta: Arc::new(meta),
+            body: entry.body.clone(),
+        });
+        self.entries.insert(key.to_string(), entry).await;
+        true
+    }
+
     async fn remove(&self, key: &str) {
         self.entries.invalidate(key).await;
     }
@@ -214,6 +231,7 @@ mod tests {
 
     fn meta(size: u64, fresh_for: Duration) -> StoredMeta {
         StoredMeta {
+            status: axum::http::StatusCode::OK,
             headers: HeaderMap::new(),
             size,
             source_generation: 1,

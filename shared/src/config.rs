@@ -372,6 +372,17 @@ pub struct EdgeSettings {
     /// past its freshness, unless its Cache-Control says `stale-if-error=N` itself.
     /// Default: 0 (off).
     pub stale_if_error_seconds: u64,
+    /// An HTTP origin (`http://host:port`, optionally with a path prefix): the edge
+    /// becomes a reverse proxy cache in front of it, forwarding every method and path,
+    /// instead of serving its region's bucket. Its responses are stored only as their
+    /// headers allow (no default lifetime). Default: none (the bucket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Heuristic freshness for an HTTP origin's responses that state no lifetime: this
+    /// percentage of the time since their `Last-Modified` (RFC 9111 §4.2.2; 10 is
+    /// usual), at most 100. Default: 0 (off: such responses are stored only to be
+    /// revalidated on every use, when they have a validator).
+    pub origin_heuristic_percent: u32,
 }
 
 impl Default for EdgeSettings {
@@ -382,6 +393,8 @@ impl Default for EdgeSettings {
             stream_threshold_bytes: 8 * 1024 * 1024,
             stale_while_revalidate_seconds: 0,
             stale_if_error_seconds: 0,
+            origin: None,
+            origin_heuristic_percent: 0,
         }
     }
 }
@@ -780,6 +793,17 @@ impl Config {
             return bad(
                 "edge.stream_threshold_bytes".into(),
                 "must be greater than 0".into(),
+            );
+        }
+        if let Some(origin) = &self.edge.origin
+            && let Err(why) = validate_http_url(origin)
+        {
+            return bad("edge.origin".into(), why);
+        }
+        if self.edge.origin_heuristic_percent > 100 {
+            return bad(
+                "edge.origin_heuristic_percent".into(),
+                "must be between 0 and 100".into(),
             );
         }
         if self.outbound.connect_timeout_ms == 0 {

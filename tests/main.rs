@@ -33,6 +33,7 @@ mod discovery;
 mod edge_cache;
 mod end_to_end;
 mod harness;
+mod http_origin;
 mod integrity;
 mod pipeline;
 mod purge_auth;

@@ -31,6 +31,8 @@ pub enum FillState {
         /// With `Vary`: the variant key of the request that started the fill. A waiter
         /// whose own request selects another variant fetches its own.
         variant: Option<String>,
+        /// When the origin generated it (its age on arrival taken off).
+        generated: tokio::time::Instant,
         /// The body's length.
         size: u64,
         /// Chunks received so far.
@@ -120,12 +122,14 @@ impl Fill {
         status: StatusCode,
         headers: HeaderMap,
         variant: Option<String>,
+        generated: tokio::time::Instant,
         size: u64,
     ) {
         self.state.send_replace(FillState::Streaming {
             status,
             headers,
             variant,
+            generated,
             size,
             chunks: 0,
             complete: false,
@@ -278,7 +282,13 @@ mod tests {
         assert!(started);
         let (same, started_again) = fills.join_or_start("k");
         assert!(!started_again && Arc::ptr_eq(&fill, &same));
-        fill.start(StatusCode::OK, HeaderMap::new(), None, 6);
+        fill.start(
+            StatusCode::OK,
+            HeaderMap::new(),
+            None,
+            tokio::time::Instant::now(),
+            6,
+        );
         let mut early = fill.reader();
         fill.push(Bytes::from_static(b"abc"));
         assert_eq!(
@@ -315,7 +325,13 @@ mod tests {
     #[tokio::test]
     async fn a_broken_fill_breaks_its_readers() {
         let fill = Arc::new(Fill::new());
-        fill.start(StatusCode::OK, HeaderMap::new(), None, 6);
+        fill.start(
+            StatusCode::OK,
+            HeaderMap::new(),
+            None,
+            tokio::time::Instant::now(),
+            6,
+        );
         let mut reader = fill.reader();
         fill.push(Bytes::from_static(b"abc"));
         fill.end(FillState::Failed(Failure::broken("cut".into())));

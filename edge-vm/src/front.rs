@@ -386,6 +386,7 @@ impl CacheFront {
                 status,
                 headers,
                 variant,
+                generated,
                 size,
                 ..
             } => {
@@ -408,7 +409,9 @@ impl CacheFront {
                     size: Some(size),
                     body: Payload::Stream(fill.reader()),
                     cache: CacheStatus::Miss,
-                    age: 0,
+                    age: Instant::now()
+                        .saturating_duration_since(generated)
+                        .as_secs(),
                     detail: format!("fwd={forward}; fwd-status={}{collapsed}", status.as_u16()),
                 }
             }
@@ -686,6 +689,7 @@ async fn run_fill(
             key.to_string()
         }
     };
+    let generated = generated_at(freshness.initial_age);
     let mut miss = shared.store.miss(
         &store_key,
         StoredMeta {
@@ -693,11 +697,11 @@ async fn run_fill(
             headers: headers.clone(),
             size,
             source_generation,
-            stored_at: generated_at(freshness.initial_age),
+            stored_at: generated,
             fresh_for: freshness.lifetime,
         },
     );
-    fill.start(status, headers, variant, size);
+    fill.start(status, headers, variant, generated, size);
     match fill::copy_body(&fill, body, size, |chunk| miss.write(chunk)).await {
         Ok(()) => {
             shared

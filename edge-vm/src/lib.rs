@@ -76,7 +76,9 @@ pub struct EdgeState(Arc<EdgeInner>);
 struct EdgeInner {
     region: String,
     front: CacheFront,
-    tokens: TokenVerifier,
+    /// Checks purge tokens; `None`: this edge takes no purges (an HTTP-origin edge run
+    /// without a purge key).
+    tokens: Option<TokenVerifier>,
     origin: OriginKind,
 }
 
@@ -114,18 +116,19 @@ impl EdgeState {
             OriginKind::Bucket,
             policy,
             settings,
-            purge_key,
+            Some(purge_key),
         )
     }
 
     /// An edge (labelled `region`) in front of the HTTP origin at `origin`; its
-    /// responses are stored only as their headers allow.
+    /// responses are stored only as their headers allow. Without `purge_key` it takes
+    /// no purges.
     pub fn for_http_origin(
         region: &str,
         origin: &str,
         settings: &EdgeSettings,
         outbound: &OutboundSettings,
-        purge_key: &PurgePublicKey,
+        purge_key: Option<&PurgePublicKey>,
     ) -> meridian_shared::Result<EdgeState> {
         let origin = Box::new(HttpOrigin::new(origin, outbound)?);
         let policy = CachePolicy {
@@ -148,7 +151,7 @@ impl EdgeState {
         kind: OriginKind,
         policy: CachePolicy,
         settings: &EdgeSettings,
-        purge_key: &PurgePublicKey,
+        purge_key: Option<&PurgePublicKey>,
     ) -> EdgeState {
         let front = CacheFront::new(
             origin,
@@ -164,7 +167,7 @@ impl EdgeState {
         EdgeState(Arc::new(EdgeInner {
             region: region.to_string(),
             front,
-            tokens: TokenVerifier::for_purges(purge_key),
+            tokens: purge_key.map(TokenVerifier::for_purges),
             origin: kind,
         }))
     }
@@ -178,8 +181,8 @@ impl EdgeState {
         &self.0.front
     }
 
-    pub(crate) fn tokens(&self) -> &TokenVerifier {
-        &self.0.tokens
+    pub(crate) fn tokens(&self) -> Option<&TokenVerifier> {
+        self.0.tokens.as_ref()
     }
 
     /// The cache key a purge of object `name` drops: the name itself in front of the

@@ -62,19 +62,28 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         config.edge.origin = Some(origin);
         config.validate()?;
     }
-    let purge_key = config.auth.purge_public_key()?;
     let state = match (&config.edge.origin, &args.region) {
         (Some(origin), region) => {
             let label = region.as_deref().unwrap_or("origin");
+            // A proxy cache of its own needs no purges; one in a Meridian deployment
+            // has the replicator's key.
+            let purge_key = match config.auth.purge_public_key() {
+                Ok(key) => Some(key),
+                Err(why) => {
+                    tracing::warn!(cause = %why, "no purge key: this edge takes no purges");
+                    None
+                }
+            };
             meridian_edge::EdgeState::for_http_origin(
                 label,
                 origin,
                 &config.edge,
                 &config.outbound,
-                &purge_key,
+                purge_key.as_ref(),
             )?
         }
         (None, Some(name)) => {
+            let purge_key = config.auth.purge_public_key()?;
             let region = config
                 .region(name)
                 .with_context(|| format!("--region: {name:?} is not a configured region"))?;

@@ -21,7 +21,10 @@ pub async fn purge(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode> {
-    state.tokens().authorize(&headers, TokenScope::Purge)?;
+    let tokens = state.tokens().ok_or_else(|| {
+        Error::Forbidden("this edge takes no purges (it has no auth.purge_public_key)".into())
+    })?;
+    tokens.authorize(&headers, TokenScope::Purge)?;
     let body = meridian_shared::body::read_limited(body, MAX_PURGE_BYTES).await?;
     state.apply_purge(&body).await?;
     Ok(StatusCode::NO_CONTENT)

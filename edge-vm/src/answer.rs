@@ -4,9 +4,11 @@
 //! (RFC 9211), `Age` and `Accept-Ranges`. Conditionals and ranges apply to 200s only:
 //! any other status is sent as the origin gave it.
 
+use std::fmt::Write;
+
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
 
 use crate::cache_status::CacheStatus;
 use crate::conditional::{self, RangeRequest};
@@ -15,6 +17,29 @@ use crate::store::Payload;
 
 /// The boundary between the parts of a `multipart/byteranges` answer.
 const BOUNDARY: &str = "meridian-byteranges-7d41c6";
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+const REGION: HeaderName = HeaderName::from_static("x-meridian-region");
+
+/// A `Cache-Status` value (RFC 9211) naming this cache, then `parameters`: written
+/// into one buffer, which becomes the header value without another copy (this runs on
+/// every request).
+pub fn cache_status(parameters: std::fmt::Arguments<'_>) -> String {
+    let mut value = String::with_capacity(64);
+    value.push_str("meridian; ");
+    let _ = value.write_fmt(parameters);
+    value
+}
+
+/// A response from its parts, without axum's `IntoResponse` merging `headers` into a
+/// fresh map field by field.
+fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
 
 /// A representation about to be answered: its status, headers, length and body, and
 /// what the cache did (`X-Cache`, and the `Cache-Status` parameters after the cache's
@@ -32,7 +57,7 @@ pub struct Representation {
     pub cache: CacheStatus,
     /// Seconds since the origin generated it.
     pub age: u64,
-    /// `Cache-Status` parameters.
+    /// The `Cache-Status` value (see [`cache_status`]).
     pub detail: String,
 }
 
@@ -47,9 +72,9 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
         age,
         detail,
     } = representation;
-    headers.insert("x-cache", HeaderValue::from_static(cache.as_str()));
-    if let Ok(value) = HeaderValue::from_str(&format!("meridian; {detail}")) {
-        headers.insert("cache-status", value);
+    headers.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(detail)) {
+        headers.insert(CACHE_STATUS, value);
     }
     headers.insert(header::AGE, HeaderValue::from(age));
     let body = match body {
@@ -57,7 +82,7 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
         body => body,
     };
     if status != StatusCode::OK {
-        return (status, headers, into_body(body)).into_response();
+        return respond(status, headers, into_body(body));
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if conditional::not_modified(request, &headers) {
@@ -65,24 +90,24 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
         for field in [header::CONTENT_LENGTH, header::CONTENT_TYPE] {
             headers.remove(field);
         }
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
+        return respond(StatusCode::NOT_MODIFIED, headers, Body::empty());
     }
     let (Some(size), true) = (size, method == Method::GET) else {
-        return (StatusCode::OK, headers, into_body(body)).into_response();
+        return respond(StatusCode::OK, headers, into_body(body));
     };
     match conditional::ranges(request, &headers, size) {
-        RangeRequest::Whole => (StatusCode::OK, headers, into_body(body)).into_response(),
+        RangeRequest::Whole => respond(StatusCode::OK, headers, into_body(body)),
         RangeRequest::Unsatisfiable => {
             let mut refusal = HeaderMap::new();
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 refusal.insert(header::CONTENT_RANGE, value);
             }
-            for field in ["x-cache", "cache-status", "x-meridian-region"] {
-                if let Some(value) = headers.get(field) {
+            for field in [X_CACHE, CACHE_STATUS, REGION] {
+                if let Some(value) = headers.get(&field) {
                     refusal.insert(field, value.clone());
                 }
             }
-            (StatusCode::RANGE_NOT_SATISFIABLE, refusal).into_response()
+            respond(StatusCode::RANGE_NOT_SATISFIABLE, refusal, Body::empty())
         }
         RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
             let range = &ranges[0];
@@ -96,7 +121,7 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
                 HeaderValue::from(range.end - range.start),
             );
             let body = Body::from_stream(ranged::cut(body.into_stream(), ranges, None));
-            (StatusCode::PARTIAL_CONTENT, headers, body).into_response()
+            respond(StatusCode::PARTIAL_CONTENT, headers, body)
         }
         RangeRequest::Ranges(ranges) => {
             let parts = Multipart {
@@ -118,7 +143,7 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
                 headers.insert(header::CONTENT_TYPE, value);
             }
             let body = Body::from_stream(ranged::cut(body.into_stream(), ranges, Some(parts)));
-            (StatusCode::PARTIAL_CONTENT, headers, body).into_response()
+            respond(StatusCode::PARTIAL_CONTENT, headers, body)
         }
     }
 }

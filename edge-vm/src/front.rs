@@ -22,7 +22,7 @@ use meridian_shared::storage::ByteStream;
 use meridian_shared::{Error, Result};
 use tokio::time::Instant;
 
-use crate::answer::{Representation, answer};
+use crate::answer::{Representation, answer, cache_status};
 use crate::cache_status::CacheStatus;
 use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
@@ -192,7 +192,7 @@ fn stored(hit: Hit, now: Instant, cache: CacheStatus, detail: String) -> Represe
         headers: hit.meta.headers.clone(),
         size: Some(hit.meta.size),
         age: hit.meta.age(now),
-        body: hit.body.into_payload(),
+        body: hit.body,
         cache,
         detail,
     }
@@ -297,7 +297,8 @@ impl CacheFront {
             let age = now.saturating_duration_since(hit.meta.stored_at);
             if wanted.accepts(age, hit.meta.fresh_for) {
                 let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
-                let hit = stored(hit, now, CacheStatus::Hit, format!("hit; ttl={ttl}"));
+                let detail = cache_status(format_args!("hit; ttl={ttl}"));
+                let hit = stored(hit, now, CacheStatus::Hit, detail);
                 return Ok(answer(method, request, hit));
             }
             if hit.meta.is_fresh(now) {
@@ -318,7 +319,8 @@ impl CacheFront {
                         let (give_back, _) = tokio::sync::oneshot::channel();
                         tokio::spawn(run_fill(shared.clone(), job, fill, give_back));
                     }
-                    let detail = "hit; stale; detail=stale-while-revalidate".to_string();
+                    let detail =
+                        cache_status(format_args!("hit; stale; detail=stale-while-revalidate"));
                     let hit = stored(hit, now, CacheStatus::Stale, detail);
                     return Ok(answer(method, request, hit));
                 }
@@ -353,16 +355,19 @@ impl CacheFront {
             } else {
                 CacheStatus::Bypass
             };
-            let detail = format!("fwd={forward}; fwd-status={}", response.status.as_u16());
+            let detail = cache_status(format_args!(
+                "fwd={forward}; fwd-status={}",
+                response.status.as_u16()
+            ));
             return Ok(answer(method, request, bypass(response, cache, detail)));
         }
         if wanted.no_store {
             // Nothing of this exchange may be stored: a copy of its own, no fill.
             let response = self.fetch(Method::GET, key, fetch_headers(request)).await?;
-            let detail = format!(
+            let detail = cache_status(format_args!(
                 "fwd=request; fwd-status={}; detail=no-store",
                 response.status.as_u16()
-            );
+            ));
             let pass = bypass(response, CacheStatus::Bypass, detail);
             return Ok(answer(method, request, pass));
         }
@@ -393,10 +398,10 @@ impl CacheFront {
                 if !leader && !self.selects(key, request, &headers, variant.as_deref()) {
                     // The fill is another variant's: this request fetches its own.
                     let response = self.fetch(Method::GET, key, fetch_headers(request)).await?;
-                    let detail = format!(
+                    let detail = cache_status(format_args!(
                         "fwd=vary-miss; fwd-status={}; detail=not-stored",
                         response.status.as_u16()
-                    );
+                    ));
                     return Ok(answer(
                         method,
                         request,
@@ -412,7 +417,10 @@ impl CacheFront {
                     age: Instant::now()
                         .saturating_duration_since(generated)
                         .as_secs(),
-                    detail: format!("fwd={forward}; fwd-status={}{collapsed}", status.as_u16()),
+                    detail: cache_status(format_args!(
+                        "fwd={forward}; fwd-status={}{collapsed}",
+                        status.as_u16()
+                    )),
                 }
             }
             FillState::Revalidated(meta) => {
@@ -426,17 +434,19 @@ impl CacheFront {
                         headers: meta.headers.clone(),
                         size: Some(meta.size),
                         age: meta.age(Instant::now()),
-                        body: body.into_payload(),
+                        body,
                         cache: CacheStatus::Revalidated,
-                        detail: format!("fwd={forward}; fwd-status=304{collapsed}"),
+                        detail: cache_status(format_args!(
+                            "fwd={forward}; fwd-status=304{collapsed}"
+                        )),
                     },
                     // Purged while the origin was asked: fetch it whole.
                     None => {
                         let response = self.fetch(Method::GET, key, fetch_headers(request)).await?;
-                        let detail = format!(
+                        let detail = cache_status(format_args!(
                             "fwd={forward}; fwd-status={}; detail=not-stored",
                             response.status.as_u16()
-                        );
+                        ));
                         bypass(response, CacheStatus::Bypass, detail)
                     }
                 }
@@ -451,10 +461,10 @@ impl CacheFront {
                 let Some(hit) = found.filter(|_| stale_if_error) else {
                     return Err(failure.into_error());
                 };
-                let detail = format!(
+                let detail = cache_status(format_args!(
                     "hit; stale; fwd=stale; fwd-status={}; detail=stale-if-error",
                     failure.status.as_u16()
-                );
+                ));
                 stored(hit, Instant::now(), CacheStatus::Stale, detail)
             }
             // Not one to share: this request streams its own copy through.
@@ -469,13 +479,15 @@ impl CacheFront {
                 let code = response.status.as_u16();
                 match found.filter(|_| stale_if_error) {
                     Some(hit) if ERRORS_STALE_MAY_HIDE.contains(&code) => {
-                        let detail = format!(
+                        let detail = cache_status(format_args!(
                             "hit; stale; fwd=stale; fwd-status={code}; detail=stale-if-error"
-                        );
+                        ));
                         stored(hit, Instant::now(), CacheStatus::Stale, detail)
                     }
                     _ => {
-                        let detail = format!("fwd={forward}; fwd-status={code}; detail=not-stored");
+                        let detail = cache_status(format_args!(
+                            "fwd={forward}; fwd-status={code}; detail=not-stored"
+                        ));
                         bypass(response, CacheStatus::Bypass, detail)
                     }
                 }
@@ -516,7 +528,10 @@ impl CacheFront {
                 }
             }
         }
-        let detail = format!("fwd=method; fwd-status={}", response.status.as_u16());
+        let detail = cache_status(format_args!(
+            "fwd=method; fwd-status={}",
+            response.status.as_u16()
+        ));
         Ok(answer(
             &method,
             &HeaderMap::new(),

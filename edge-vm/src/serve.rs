@@ -13,15 +13,19 @@ use meridian_shared::{Error, ObjectName, Result};
 
 use crate::EdgeState;
 
-/// Serves one object of the bucket.
+/// Serves one object of the bucket. Takes the whole request rather than a `HeaderMap`
+/// extractor, which would clone every header of every request.
 pub async fn serve_object(
     State(state): State<EdgeState>,
-    method: Method,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response> {
     let name = ObjectName::new(name)?;
-    state.front().serve(&method, name.as_str(), &headers).await
+    let (parts, _) = request.into_parts();
+    state
+        .front()
+        .serve(&parts.method, name.as_str(), &parts.headers)
+        .await
 }
 
 /// Sends any request on to the HTTP origin: `GET` and `HEAD` through the cache, keyed

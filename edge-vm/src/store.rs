@@ -1,5 +1,5 @@
-//! Where stored responses live: the [`Store`] trait, with handles to read a hit and to
-//! write a miss as its body arrives (so a disk tier can follow as a second
+//! Where stored responses live: the [`Store`] trait, handing out a hit's body whole or
+//! as a stream, and taking a miss's body through a writer as it arrives (so a disk tier can follow as a second
 //! implementation), and [`MemoryStore`], bounded by bytes (moka evicts by weight).
 //! Freshness is judged with tokio's clock so tests can move time without sleeping.
 
@@ -45,8 +45,8 @@ impl StoredMeta {
 pub struct Hit {
     /// Its metadata.
     pub meta: Arc<StoredMeta>,
-    /// Its body.
-    pub body: Box<dyn HitBody>,
+    /// Its body: whole in memory, or (a tier that reads as it sends) a stream.
+    pub body: Payload,
 }
 
 /// A body as a store hands it out.
@@ -65,12 +65,6 @@ impl Payload {
             Payload::Stream(stream) => stream,
         }
     }
-}
-
-/// Reading a hit's body.
-pub trait HitBody: Send {
-    /// The body.
-    fn into_payload(self: Box<Self>) -> Payload;
 }
 
 /// Writing a miss's body as it arrives from the origin; nothing is visible until
@@ -129,14 +123,6 @@ impl MemoryStore {
     }
 }
 
-struct MemoryHit(Bytes);
-
-impl HitBody for MemoryHit {
-    fn into_payload(self: Box<Self>) -> Payload {
-        Payload::Bytes(self.0)
-    }
-}
-
 struct MemoryMiss {
     store: MemoryStore,
     key: String,
@@ -190,7 +176,7 @@ impl Store for MemoryStore {
         let entry = self.entries.get(key).await?;
         Some(Hit {
             meta: entry.meta.clone(),
-            body: Box::new(MemoryHit(entry.body.clone())),
+            body: Payload::Bytes(entry.body.clone()),
         })
     }
 
@@ -267,7 +253,7 @@ mod tests {
         miss.write(&Bytes::from_static(b"def"));
         assert!(miss.finish().await);
         let hit = memory.lookup("a").await.expect("stored");
-        let body = meridian_shared::storage::collect(hit.body.into_payload().into_stream())
+        let body = meridian_shared::storage::collect(hit.body.into_stream())
             .await
             .expect("body");
         assert_eq!(body.as_ref(), b"abcdef");

@@ -144,7 +144,9 @@ impl http_body::Body for ResponseBody {
 pub(super) struct RequestBody<B> {
     inner: B,
     silence: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Armed the first time the body is polled: most requests (GETs) have no body and
+    /// never need a timer, which costs an allocation and a clock read.
+    timer: Option<Pin<Box<Sleep>>>,
     activity: Arc<Activity>,
 }
 
@@ -153,7 +155,7 @@ impl<B> RequestBody<B> {
         RequestBody {
             inner,
             silence,
-            timer: Box::pin(tokio::time::sleep(silence)),
+            timer: None,
             activity,
         }
     }
@@ -172,15 +174,19 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        let silence = this.silence;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(silence)));
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 if frame.is_some() {
                     this.activity.progress.note();
-                    this.timer.as_mut().reset(Instant::now() + this.silence);
+                    timer.as_mut().reset(Instant::now() + silence);
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
+            Poll::Pending => match timer.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(format!(
                     "no request body received for {:?}",
                     this.silence

@@ -175,12 +175,22 @@ async fn respond(State(origin): State<Origin>, request: Request) -> Response {
 
 /// The scripted origin and an edge in front of it (`settings` as given).
 async fn edge_before(settings: EdgeSettings, stop: &CancellationToken) -> (Origin, String, String) {
+    edge_before_origin_stopping_at(settings, stop, stop).await
+}
+
+/// Like [`edge_before`], with the origin served until `origin_stop` (so a test can take
+/// the origin down while the edge runs on).
+async fn edge_before_origin_stopping_at(
+    settings: EdgeSettings,
+    stop: &CancellationToken,
+    origin_stop: &CancellationToken,
+) -> (Origin, String, String) {
     let origin = Origin::new();
     let origin_url = serve_plain(
         axum::Router::new()
             .fallback(respond)
             .with_state(origin.clone()),
-        stop,
+        origin_stop,
     )
     .await;
     let state = EdgeState::for_http_origin(
@@ -515,7 +525,9 @@ async fn hop_by_hop_fields_stay_on_their_hop_and_the_edge_says_it_was_there() {
 #[tokio::test]
 async fn a_stale_copy_answers_with_cache_status_saying_so_while_the_origin_fails() {
     let stop = CancellationToken::new();
-    let (origin, _, edge) = edge_before(EdgeSettings::default(), &stop).await;
+    let origin_stop = CancellationToken::new();
+    let (origin, _, edge) =
+        edge_before_origin_stopping_at(EdgeSettings::default(), &stop, &origin_stop).await;
     // Arrives already a minute past its freshness (Age), so no test waits for time.
     origin.answer(
         "/s",
@@ -550,6 +562,20 @@ async fn a_stale_copy_answers_with_cache_status_saying_so_while_the_origin_fails
     );
     let age: u64 = headers["age"].to_str().expect("age").parse().expect("secs");
     assert!(age >= 120, "Age counts from the origin's Age: {age}");
+    // The origin goes away altogether: the stale copy still answers.
+    origin_stop.cancel();
+    let (status, x_cache, cache_status, body, _) = get(&url, &[]).await;
+    assert_eq!(
+        (status, x_cache.as_str(), body.as_str()),
+        (200, "STALE", "stale but useful")
+    );
+    assert_eq!(
+        cache_status,
+        "meridian; hit; stale; fwd=stale; fwd-status=502; detail=stale-if-error"
+    );
+    // Without a stale copy to fall back on, the failure shows.
+    let (status, ..) = get(&format!("{edge}/never-fetched"), &[]).await;
+    assert_eq!(status, 502);
     stop.cancel();
 }
 
@@ -680,5 +706,228 @@ async fn the_edge_binary_proxies_and_caches_any_http_origin_from_its_command_lin
         .expect("edge answers");
     assert_eq!(missing.status(), 404, "the origin's own 404 passes through");
     edge.kill().await.expect("kill");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_purge_by_prefix_drops_exactly_that_prefix_and_a_purge_of_everything_the_rest() {
+    let stop = CancellationToken::new();
+    let origin = Origin::new();
+    let origin_url = serve_plain(
+        axum::Router::new()
+            .fallback(respond)
+            .with_state(origin.clone()),
+        &stop,
+    )
+    .await;
+    let key = PurgeSigningKey::generate().expect("key");
+    let state = EdgeState::for_http_origin(
+        "test-region",
+        &origin_url,
+        &EdgeSettings::default(),
+        &OutboundSettings::default(),
+        Some(key.public_key()),
+    )
+    .expect("edge");
+    let edge = serve_plain(meridian_edge::router(state), &stop).await;
+    let paths = ["/docs/a", "/docs/b/c", "/docsx", "/img/logo"];
+    for path in paths {
+        origin.answer(path, Reply::ok(path, &[("cache-control", "max-age=600")]));
+        get(&format!("{edge}{path}"), &[]).await;
+        assert_eq!(get(&format!("{edge}{path}"), &[]).await.1, "HIT");
+    }
+    let purge = |body: serde_json::Value| {
+        let token = key
+            .mint("replicate", meridian_shared::auth::unix_now())
+            .expect("mint");
+        let url = format!("{edge}{}", meridian_shared::api::PURGE_PATH);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("edge answers")
+                .status()
+        }
+    };
+    assert_eq!(purge(serde_json::json!({"prefix": "docs/"})).await, 204);
+    let states = |paths: &'static [&'static str]| {
+        let edge = edge.clone();
+        async move {
+            let mut seen = Vec::new();
+            for path in paths {
+                seen.push(get(&format!("{edge}{path}"), &[]).await.1);
+            }
+            seen
+        }
+    };
+    assert_eq!(
+        states(&["/docs/a", "/docs/b/c", "/docsx", "/img/logo"]).await,
+        ["MISS", "MISS", "HIT", "HIT"]
+    );
+    assert_eq!(purge(serde_json::json!({"prefix": ""})).await, 204);
+    assert_eq!(
+        states(&["/docsx", "/img/logo"]).await,
+        ["MISS", "MISS"],
+        "an empty prefix is everything"
+    );
+    assert_eq!(
+        purge(serde_json::json!({"prefix": 7})).await,
+        400,
+        "a prefix must be a string"
+    );
+    let unsigned = reqwest::Client::new()
+        .post(format!("{edge}{}", meridian_shared::api::PURGE_PATH))
+        .json(&serde_json::json!({"prefix": ""}))
+        .send()
+        .await
+        .expect("edge answers");
+    assert_eq!(unsigned.status(), 401);
+    stop.cancel();
+}
+
+/// The edge's metrics as `(name and labels, value)` pairs, checking on the way that the
+/// text is well-formed Prometheus (OpenMetrics) exposition: comment lines, samples of
+/// `name{labels} value` with a numeric value, and the closing `# EOF`.
+async fn scrape(edge: &str) -> HashMap<String, f64> {
+    let response = reqwest::get(format!("{edge}{}", meridian_edge::METRICS_PATH))
+        .await
+        .expect("edge answers");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.expect("body");
+    assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
+    let mut samples = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let name_end = series.find('{').unwrap_or(series.len());
+        assert!(
+            series[..name_end]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "bad labels in {line:?}");
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
+    let stop = CancellationToken::new();
+    let (origin, _, edge) = edge_before(EdgeSettings::default(), &stop).await;
+    origin.answer(
+        "/m",
+        Reply::ok("twelve bytes", &[("cache-control", "max-age=60")]),
+    );
+    let before = scrape(&edge).await;
+    let value =
+        |samples: &HashMap<String, f64>, series: &str| samples.get(series).copied().unwrap_or(0.0);
+    get(&format!("{edge}/m"), &[]).await;
+    for _ in 0..3 {
+        get(&format!("{edge}/m"), &[]).await;
+    }
+    get(&format!("{edge}/absent"), &[]).await;
+    let after = scrape(&edge).await;
+    let moved = |series: &str| value(&after, series) - value(&before, series);
+    assert_eq!(
+        moved(r#"meridian_edge_requests_total{status="200",cache="MISS"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"meridian_edge_requests_total{status="200",cache="HIT"}"#),
+        3.0
+    );
+    assert_eq!(
+        moved(r#"meridian_edge_requests_total{status="404",cache="BYPASS"}"#),
+        1.0
+    );
+    assert!(moved("meridian_edge_response_body_bytes_total") >= 48.0);
+    assert_eq!(
+        moved("meridian_edge_origin_request_duration_seconds_count"),
+        2.0
+    );
+    assert_eq!(value(&after, "meridian_edge_store_entries"), 1.0);
+    assert!(value(&after, "meridian_edge_store_bytes") >= 12.0);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn metrics_count_the_connections_open_now() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stop = CancellationToken::new();
+    let origin = Origin::new();
+    let origin_url = serve_plain(
+        axum::Router::new()
+            .fallback(respond)
+            .with_state(origin.clone()),
+        &stop,
+    )
+    .await;
+    let state = EdgeState::for_http_origin(
+        "test-region",
+        &origin_url,
+        &EdgeSettings::default(),
+        &OutboundSettings::default(),
+        None,
+    )
+    .expect("edge");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let edge = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(meridian_edge::run(
+        listener,
+        None,
+        state,
+        stop.clone().cancelled_owned(),
+    ));
+    let open = || async { scrape(&edge).await["meridian_edge_open_connections"] };
+    // Three clients holding a connection each, after one request.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut connection = tokio::net::TcpStream::connect(edge.trim_start_matches("http://"))
+            .await
+            .expect("connect");
+        connection
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: edge\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = [0u8; 256];
+        let read = connection.read(&mut answer).await.expect("read");
+        assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+        held.push(connection);
+    }
+    let with_three = open().await;
+    assert!(
+        with_three >= 4.0,
+        "three held and the scrape's own: {with_three}"
+    );
+    drop(held);
+    let mut now = open().await;
+    for _ in 0..40 {
+        if now <= with_three - 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        now = open().await;
+    }
+    assert!(
+        now <= with_three - 3.0,
+        "closed connections are no longer counted: {now}"
+    );
     stop.cancel();
 }

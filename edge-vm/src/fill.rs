@@ -232,6 +232,11 @@ impl Fills {
         self.lock().remove(key);
     }
 
+    /// Forgets the fills of every key starting with `prefix`.
+    pub fn forget_prefix(&self, prefix: &str) {
+        self.lock().retain(|key, _| !key.starts_with(prefix));
+    }
+
     /// Forgets `fill` (only that one: a newer fill for the key may have started).
     pub fn remove(&self, key: &str, fill: &Arc<Fill>) {
         let mut map = self.lock();

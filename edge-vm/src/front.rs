@@ -27,6 +27,7 @@ use crate::cache_status::CacheStatus;
 use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
 use crate::hop;
+use crate::metrics::EdgeMetrics;
 use crate::origin::{Origin, OriginRequest, OriginResponse};
 use crate::policy::{self, CachePolicy};
 use crate::store::{Hit, MissWriter, Payload, Store, StoredMeta};
@@ -60,6 +61,7 @@ pub struct StaleDefaults {
 /// What fill tasks need beyond a request's life.
 struct Shared {
     origin: Box<dyn Origin>,
+    metrics: Arc<EdgeMetrics>,
     store: Box<dyn Store>,
     policy: CachePolicy,
     floors: Floors,
@@ -83,6 +85,9 @@ struct Floor {
 /// Per key, the floor recent purges set.
 struct Floors {
     map: moka::future::Cache<String, Floor>,
+    /// Recent purges by prefix: the prefix, its epoch, and when it came (forgotten
+    /// after [`PURGE_MEMORY`]).
+    prefixes: std::sync::Mutex<Vec<(String, u64, Instant)>>,
     /// Purges without a generation so far; a fill notes it when it starts.
     epoch: AtomicU64,
 }
@@ -94,8 +99,25 @@ impl Floors {
                 .max_capacity(100_000)
                 .time_to_live(PURGE_MEMORY)
                 .build(),
+            prefixes: std::sync::Mutex::new(Vec::new()),
             epoch: AtomicU64::new(0),
         }
+    }
+
+    /// Keeps out every copy of a key under `prefix` that a fill already started may
+    /// bring.
+    fn raise_prefix(&self, prefix: &str) {
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = Instant::now();
+        let mut prefixes = self.lock_prefixes();
+        prefixes.retain(|(_, _, at)| now.saturating_duration_since(*at) < PURGE_MEMORY);
+        prefixes.push((prefix.to_string(), epoch, now));
+    }
+
+    fn lock_prefixes(&self) -> std::sync::MutexGuard<'_, Vec<(String, u64, Instant)>> {
+        self.prefixes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The epoch a fill starting now notes.
@@ -127,10 +149,16 @@ impl Floors {
     /// Whether a copy of `key` from `generation`, by a fill that started at `epoch`,
     /// is kept out.
     async fn below(&self, key: &str, generation: i64, epoch: u64) -> bool {
-        self.map
-            .get(key)
-            .await
-            .is_some_and(|floor| generation < floor.generation || epoch < floor.epoch)
+        let by_prefix = self
+            .lock_prefixes()
+            .iter()
+            .any(|(prefix, floor, _)| epoch < *floor && key.starts_with(prefix.as_str()));
+        by_prefix
+            || self
+                .map
+                .get(key)
+                .await
+                .is_some_and(|floor| generation < floor.generation || epoch < floor.epoch)
     }
 }
 
@@ -254,10 +282,12 @@ impl CacheFront {
         fill_budget_kib: usize,
         stream_threshold: u64,
         stale: StaleDefaults,
+        metrics: Arc<EdgeMetrics>,
     ) -> CacheFront {
         CacheFront {
             shared: Arc::new(Shared {
                 origin,
+                metrics,
                 store,
                 policy,
                 floors: Floors::new(),
@@ -385,6 +415,9 @@ impl CacheFront {
             tokio::spawn(run_fill(shared.clone(), job, fill.clone(), give_back));
             declined = Some(taken);
         }
+        if !leader {
+            shared.metrics.coalesced();
+        }
         let collapsed = if leader { "" } else { "; collapsed" };
         let representation = match fill.answered().await {
             FillState::Streaming {
@@ -510,8 +543,7 @@ impl CacheFront {
     ) -> Result<Response> {
         let response = self
             .shared
-            .origin
-            .fetch(OriginRequest {
+            .ask(OriginRequest {
                 method: method.clone(),
                 target: key.to_string(),
                 headers: hop::end_to_end(request),
@@ -577,8 +609,9 @@ impl CacheFront {
     /// A request to the origin on behalf of one client, never stored; a missing
     /// object's stored copies go too.
     async fn fetch(&self, method: Method, key: &str, headers: HeaderMap) -> Result<OriginResponse> {
-        let result = (self.shared.origin)
-            .fetch(OriginRequest::new(method, key, headers))
+        let result = self
+            .shared
+            .ask(OriginRequest::new(method, key, headers))
             .await;
         if let Err(Error::NotFound(_)) = &result {
             self.drop_copies(key).await;
@@ -620,6 +653,22 @@ impl CacheFront {
         }
         dropped
     }
+
+    /// Drops every stored response whose key starts with `prefix` (`""`: all), with
+    /// their variants, and keeps fills already under way from storing what they bring.
+    /// Returns how many stored responses were dropped.
+    pub async fn purge_prefix(&self, prefix: &str) -> usize {
+        let shared = &self.shared;
+        shared.floors.raise_prefix(prefix);
+        shared.fills.forget_prefix(prefix);
+        shared.vary.forget_prefix(prefix);
+        shared.store.remove_prefix(prefix).await
+    }
+
+    /// The store's bytes and entries, about now.
+    pub async fn store_size(&self) -> (u64, u64) {
+        self.shared.store.size().await
+    }
 }
 
 /// The fill task: one origin request, its body kept as it arrives for every reader,
@@ -634,7 +683,7 @@ async fn run_fill(
 ) {
     let key = job.key.as_str();
     let lookup_key = job.lookup_key.as_str();
-    let response = match shared.origin.fetch(job.origin_request()).await {
+    let response = match shared.ask(job.origin_request()).await {
         Ok(response) => response,
         Err(e) => {
             shared.fills.remove(lookup_key, &fill);
@@ -734,6 +783,14 @@ async fn run_fill(
 }
 
 impl Shared {
+    /// Sends `request` to the origin, timing how long its answer takes to start.
+    async fn ask(&self, request: OriginRequest) -> Result<OriginResponse> {
+        let started = Instant::now();
+        let result = self.origin.fetch(request).await;
+        self.metrics.origin_answered(started.elapsed());
+        result
+    }
+
     /// Whether a response of `size` bytes is small enough to store.
     fn storable(&self, size: u64) -> bool {
         size <= self.stream_threshold && self.store.fits(size)
@@ -819,6 +876,7 @@ mod tests {
             1024,
             1 << 20,
             StaleDefaults::default(),
+            Arc::default(),
         );
         (front, store)
     }
@@ -937,6 +995,7 @@ mod tests {
             1024,
             1 << 20,
             StaleDefaults::default(),
+            Arc::default(),
         )
     }
 

@@ -7,7 +7,9 @@
 //!   request, streamed to every client as it arrives.
 //! - Any method and path (HTTP origin): sent on to the origin; `GET`/`HEAD` through
 //!   the cache, other methods straight through (invalidating what they change).
-//! - `POST /_meridian/purge`: drop one object (bearer token, scope `purge`).
+//! - `POST /_meridian/purge`: drop one object, or every object under a prefix (bearer
+//!   token, scope `purge`).
+//! - `GET /_meridian/metrics`: the edge's metrics, Prometheus text format.
 //! - `GET /healthz`.
 //!
 //! # Layout
@@ -27,6 +29,7 @@
 //! - `cache_status`: `X-Cache`.
 //! - `serve`: the request handlers.
 //! - `purge`: the purge handler, and applying a purge however it arrives.
+//! - `metrics`: what the edge counts, and the access log.
 //! - `invalidations`: purges over Pub/Sub, from a subscription of the edge's own.
 
 mod answer;
@@ -38,6 +41,7 @@ mod front;
 mod hop;
 mod http_origin;
 mod invalidations;
+mod metrics;
 mod origin;
 mod policy;
 mod purge;
@@ -61,6 +65,7 @@ use tokio::net::TcpListener;
 
 use crate::front::{CacheFront, StaleDefaults};
 use crate::http_origin::HttpOrigin;
+use crate::metrics::EdgeMetrics;
 use crate::origin::{BucketOrigin, Origin};
 use crate::policy::CachePolicy;
 use crate::store::MemoryStore;
@@ -76,6 +81,7 @@ pub struct EdgeState(Arc<EdgeInner>);
 struct EdgeInner {
     region: String,
     front: CacheFront,
+    metrics: Arc<EdgeMetrics>,
     /// Checks purge tokens; `None`: this edge takes no purges (an HTTP-origin edge run
     /// without a purge key).
     tokens: Option<TokenVerifier>,
@@ -90,6 +96,10 @@ enum OriginKind {
     /// An HTTP origin: paths (and queries) are the origin's.
     Http,
 }
+
+/// Where the edge's metrics are served (beside the purge path, so no object or origin
+/// path is shadowed).
+pub const METRICS_PATH: &str = "/_meridian/metrics";
 
 /// In-flight cache fills may buffer at most this much (or one stream threshold, if
 /// larger; never more than the cache itself).
@@ -153,9 +163,11 @@ impl EdgeState {
         settings: &EdgeSettings,
         purge_key: Option<&PurgePublicKey>,
     ) -> EdgeState {
+        let metrics = Arc::new(EdgeMetrics::new());
+        let store = MemoryStore::counting_evictions(settings.cache_bytes, metrics.eviction_count());
         let front = CacheFront::new(
             origin,
-            Box::new(MemoryStore::new(settings.cache_bytes)),
+            Box::new(store),
             policy,
             fill_budget_kib(settings),
             settings.stream_threshold_bytes,
@@ -163,10 +175,12 @@ impl EdgeState {
                 while_revalidate: Duration::from_secs(settings.stale_while_revalidate_seconds),
                 if_error: Duration::from_secs(settings.stale_if_error_seconds),
             },
+            metrics.clone(),
         );
         EdgeState(Arc::new(EdgeInner {
             region: region.to_string(),
             front,
+            metrics,
             tokens: purge_key.map(TokenVerifier::for_purges),
             origin: kind,
         }))
@@ -181,6 +195,18 @@ impl EdgeState {
         &self.0.front
     }
 
+    pub(crate) fn metrics(&self) -> &EdgeMetrics {
+        &self.0.metrics
+    }
+
+    /// Server options that count this edge's open connections in its metrics.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            open_connections: Some(self.0.metrics.connection_count()),
+            ..ServeOptions::default()
+        }
+    }
+
     pub(crate) fn tokens(&self) -> Option<&TokenVerifier> {
         self.0.tokens.as_ref()
     }
@@ -188,9 +214,14 @@ impl EdgeState {
     /// The cache key a purge of object `name` drops: the name itself in front of the
     /// bucket, the path `/name` in front of an HTTP origin.
     pub(crate) fn purge_key(&self, name: &ObjectName) -> String {
+        self.purge_prefix(name.as_str())
+    }
+
+    /// The start of the cache keys of objects whose names start with `prefix`.
+    pub(crate) fn purge_prefix(&self, prefix: &str) -> String {
         match self.0.origin {
-            OriginKind::Bucket => name.as_str().to_string(),
-            OriginKind::Http => format!("/{}", name.as_str()),
+            OriginKind::Bucket => prefix.to_string(),
+            OriginKind::Http => format!("/{prefix}"),
         }
     }
 }
@@ -207,7 +238,8 @@ fn fill_budget_kib(settings: &EdgeSettings) -> usize {
 pub fn router(state: EdgeState) -> Router {
     let own = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route(meridian_shared::api::PURGE_PATH, post(purge::purge));
+        .route(meridian_shared::api::PURGE_PATH, post(purge::purge))
+        .route(METRICS_PATH, get(serve::metrics));
     let routes = match state.0.origin {
         OriginKind::Bucket => own.route("/{*name}", get(serve::serve_object)),
         OriginKind::Http => own.fallback(serve::proxy),
@@ -222,14 +254,8 @@ pub async fn run(
     state: EdgeState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    server::serve(
-        listener,
-        router(state),
-        tls,
-        ServeOptions::default(),
-        shutdown,
-    )
-    .await
+    let options = state.serve_options();
+    server::serve(listener, router(state), tls, options, shutdown).await
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use meridian_shared::{Error, ObjectName, Result};
+use tokio::time::Instant;
 
 use crate::EdgeState;
 
@@ -19,13 +20,58 @@ pub async fn serve_object(
     State(state): State<EdgeState>,
     Path(name): Path<String>,
     request: Request,
-) -> Result<Response> {
-    let name = ObjectName::new(name)?;
+) -> Response {
+    let started = Instant::now();
     let (parts, _) = request.into_parts();
-    state
-        .front()
-        .serve(&parts.method, name.as_str(), &parts.headers)
-        .await
+    let answer = match ObjectName::new(name) {
+        Ok(name) => {
+            state
+                .front()
+                .serve(&parts.method, name.as_str(), &parts.headers)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    observed(&state, &parts.method, &parts.uri, answer, started)
+}
+
+/// Counts and logs an answer; the response.
+fn observed(
+    state: &EdgeState,
+    method: &Method,
+    uri: &Uri,
+    answer: Result<Response>,
+    started: Instant,
+) -> Response {
+    let response = answer.into_response();
+    let content_length = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    state.metrics().answered(
+        method,
+        uri.path(),
+        response.status(),
+        response.headers().get("x-cache"),
+        content_length,
+        started.elapsed(),
+    );
+    response
+}
+
+/// `GET /_meridian/metrics`: the edge's metrics in the Prometheus text format.
+pub async fn metrics(State(state): State<EdgeState>) -> Response {
+    let (bytes, entries) = state.front().store_size().await;
+    let text = state.metrics().render(bytes, entries);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// Sends any request on to the HTTP origin: `GET` and `HEAD` through the cache, keyed
@@ -35,8 +81,20 @@ pub async fn proxy(
     State(state): State<EdgeState>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     request: Request,
-) -> Result<Response> {
+) -> Response {
+    let started = Instant::now();
     let (parts, body) = request.into_parts();
+    let (method, uri) = (parts.method.clone(), parts.uri.clone());
+    let answer = send_on(&state, peer, parts, body).await;
+    observed(&state, &method, &uri, answer, started)
+}
+
+async fn send_on(
+    state: &EdgeState,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    parts: axum::http::request::Parts,
+    body: Body,
+) -> Result<Response> {
     let Some(target) = parts.uri.path_and_query().map(|t| t.as_str().to_string()) else {
         return Err(Error::BadRequest("the request has no path".into()));
     };

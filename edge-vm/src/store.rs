@@ -91,6 +91,10 @@ pub trait Store: Send + Sync {
     async fn update(&self, key: &str, meta: StoredMeta) -> bool;
     /// Drops `key`.
     async fn remove(&self, key: &str);
+    /// Drops every key starting with `prefix` (`""`: all). Returns how many.
+    async fn remove_prefix(&self, prefix: &str) -> usize;
+    /// Bytes held (bodies plus per-entry overhead) and entries, now.
+    async fn size(&self) -> (u64, u64);
 }
 
 /// Bytes counted per entry beyond the body (metadata, map overhead), so a flood of
@@ -111,12 +115,27 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store holding at most `budget` bytes.
+    /// A store holding at most `budget` bytes, its evictions counted nowhere.
+    #[cfg(test)]
     pub fn new(budget: u64) -> MemoryStore {
+        MemoryStore::counting_evictions(budget, Arc::default())
+    }
+
+    /// A store holding at most `budget` bytes, adding one to `evictions` for each
+    /// response it evicts to stay within it.
+    pub fn counting_evictions(
+        budget: u64,
+        evictions: Arc<std::sync::atomic::AtomicU64>,
+    ) -> MemoryStore {
         let entries = moka::future::Cache::builder()
             .max_capacity(budget)
             .weigher(|_key: &String, entry: &Arc<MemoryEntry>| {
                 u32::try_from(entry.body.len() as u64 + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .eviction_listener(move |_key, _entry, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             })
             .build();
         MemoryStore { entries, budget }
@@ -208,6 +227,27 @@ impl Store for MemoryStore {
 
     async fn remove(&self, key: &str) {
         self.entries.invalidate(key).await;
+    }
+
+    async fn remove_prefix(&self, prefix: &str) -> usize {
+        // One pass over the keys (purges by prefix are rare); variant keys start with
+        // their URI's key, so they go too.
+        let keys: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &keys {
+            self.entries.invalidate(key.as_str()).await;
+        }
+        keys.len()
+    }
+
+    async fn size(&self) -> (u64, u64) {
+        // moka's counts lag behind until its pending work runs (scrapes are rare).
+        self.entries.run_pending_tasks().await;
+        (self.entries.weighted_size(), self.entries.entry_count())
     }
 }
 

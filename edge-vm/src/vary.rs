@@ -118,6 +118,25 @@ impl VaryIndex {
     }
 }
 
+impl VaryIndex {
+    /// Forgets the variants of every URI key starting with `prefix` (their stored
+    /// responses start with it too, and go with a purge of the prefix).
+    pub fn forget_prefix(&self, prefix: &str) {
+        if !self.used.load(Ordering::Relaxed) {
+            return;
+        }
+        let keys: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            self.entries.invalidate(key.as_str());
+        }
+    }
+}
+
 fn lock(entry: &Mutex<Variants>) -> std::sync::MutexGuard<'_, Variants> {
     entry
         .lock()

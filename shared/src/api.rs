@@ -23,6 +23,14 @@ pub struct PurgeRequest {
     pub older_than: Option<i64>,
 }
 
+/// `POST /_meridian/purge` for many objects: every one whose name starts with
+/// `prefix` (`""`: everything). Told apart from [`PurgeRequest`] by its `prefix` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixPurgeRequest {
+    /// The start of the names to drop.
+    pub prefix: String,
+}
+
 /// The answer to `GET /v1/edges`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgesResponse {
@@ -165,7 +173,7 @@ mod tests {
         let any: PurgeRequest = serde_json::from_str(r#"{"name":"x"}"#).expect("parse");
         assert_eq!(any.older_than, None);
         let newer: PurgeRequest =
-            serde_json::from_str(r#"{"name":"x","older_than":3,"prefix":true}"#).expect("parse");
+            serde_json::from_str(r#"{"name":"x","older_than":3,"reason":"sync"}"#).expect("parse");
         assert_eq!(
             newer.older_than,
             Some(3),

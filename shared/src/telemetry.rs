@@ -1,5 +1,6 @@
 //! Logging: JSON lines that Cloud Logging understands when running on Cloud Run
-//! (`K_SERVICE` is set), human-readable lines otherwise. `RUST_LOG` filters both.
+//! (`K_SERVICE` is set) or when `MERIDIAN_LOG_FORMAT=json` (edge VMs, whose logging
+//! agent reads JSON too), human-readable lines otherwise. `RUST_LOG` filters both.
 //! Cloud Logging reads an entry's level from a `severity` field with its own names
 //! (`WARNING`, not `WARN`), so JSON lines carry that instead of tracing's `level`.
 //!
@@ -17,7 +18,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var_os("K_SERVICE").is_some();
+    let json = std::env::var_os("K_SERVICE").is_some()
+        || std::env::var("MERIDIAN_LOG_FORMAT").is_ok_and(|format| format == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

@@ -49,6 +49,8 @@ pub struct ServeOptions {
     /// Time in-flight requests get to finish after shutdown starts (Cloud Run allows
     /// about 10 s). Default: 8 s.
     pub drain_timeout: Duration,
+    /// Where to count open connections (for metrics). Default: not counted.
+    pub open_connections: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +61,7 @@ impl Default for ServeOptions {
             idle_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(8),
+            open_connections: None,
         }
     }
 }
@@ -115,8 +118,10 @@ pub async fn serve(
             peer,
         };
         let acceptor = acceptor.clone();
+        let open = options.open_connections.clone().map(OpenConnection::new);
         connections.spawn(async move {
             let _slot = slot;
+            let _open = open;
             let served = match acceptor {
                 None => connection.serve(stream).await,
                 Some(acceptor) => connection.serve_tls(stream, acceptor).await,
@@ -145,6 +150,22 @@ pub async fn serve(
 }
 
 type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// One open connection, counted while it lives.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenConnection {
+    fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> OpenConnection {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection(count)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// Everything needed to serve one accepted connection.
 struct Connection {

@@ -1,0 +1,263 @@
+//! What the edge counts, served in the Prometheus text format (OpenMetrics flavour) at
+//! `GET /_meridian/metrics`, and one access-log line per request.
+//!
+//! Each edge has a registry of its own (not a process-wide recorder): the local stack
+//! and the tests run many edges in one process, and each must report only itself.
+//! Counters are atomics behind `Arc`s; a request touches a few of them and one label
+//! lookup.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a request: its status and what the cache did (`X-Cache`, or `NONE` for
+/// answers that never reached the cache: errors before it, purges, health).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The HTTP status.
+    pub status: u16,
+    /// `HIT`, `MISS`, `BYPASS`, `STALE`, `REVALIDATED` or `NONE`.
+    pub cache: &'static str,
+}
+
+/// Labels of a purge: by `name` or by `prefix`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurgeLabels {
+    /// `name` or `prefix`.
+    pub kind: &'static str,
+}
+
+/// The edge's metrics.
+pub struct EdgeMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    body_bytes: Counter,
+    origin_latency: Histogram,
+    coalesced: Counter,
+    purges: Family<PurgeLabels, Counter>,
+    store_bytes: Gauge,
+    store_entries: Gauge,
+    evictions: Counter,
+    evicted: Arc<AtomicU64>,
+    evictions_reported: AtomicU64,
+    open_connections: Gauge,
+    connections: Arc<AtomicUsize>,
+}
+
+impl EdgeMetrics {
+    /// A registry with every metric at zero.
+    pub fn new() -> EdgeMetrics {
+        let mut registry = Registry::with_prefix("meridian_edge");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by status and cache status",
+            requests.clone(),
+        );
+        let body_bytes = Counter::default();
+        registry.register(
+            "response_body_bytes",
+            "Bytes of response bodies answered (as declared by Content-Length)",
+            body_bytes.clone(),
+        );
+        // 1 ms to about 16 s.
+        let origin_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "origin_request_duration_seconds",
+            "Time from sending a request to the origin to its response headers",
+            origin_latency.clone(),
+        );
+        let coalesced = Counter::default();
+        registry.register(
+            "coalesced_requests",
+            "Misses that joined another request's fill instead of asking the origin",
+            coalesced.clone(),
+        );
+        let purges = Family::<PurgeLabels, Counter>::default();
+        registry.register("purges", "Purges applied, by kind", purges.clone());
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_bytes",
+            "Bytes held by the memory store (bodies plus per-entry overhead)",
+            store_bytes.clone(),
+        );
+        let store_entries = Gauge::default();
+        registry.register(
+            "store_entries",
+            "Responses held by the memory store",
+            store_entries.clone(),
+        );
+        let evictions = Counter::default();
+        registry.register(
+            "evictions",
+            "Stored responses evicted to stay within the memory budget",
+            evictions.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        EdgeMetrics {
+            registry,
+            requests,
+            body_bytes,
+            origin_latency,
+            coalesced,
+            purges,
+            store_bytes,
+            store_entries,
+            evictions,
+            evicted: Arc::new(AtomicU64::new(0)),
+            evictions_reported: AtomicU64::new(0),
+            open_connections,
+            connections: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Counts an answer of `status` (with `X-Cache` value `cache`, if any) and a body
+    /// of `content_length` bytes, and writes its access-log line.
+    pub fn answered(
+        &self,
+        method: &Method,
+        target: &str,
+        status: StatusCode,
+        cache: Option<&HeaderValue>,
+        content_length: Option<u64>,
+        took: Duration,
+    ) {
+        let cache = cache_label(cache);
+        self.requests
+            .get_or_create(&RequestLabels {
+                status: status.as_u16(),
+                cache,
+            })
+            .inc();
+        if let Some(bytes) = content_length {
+            self.body_bytes.inc_by(bytes);
+        }
+        tracing::info!(
+            target: "meridian_edge::access",
+            method = %method,
+            target_uri = target,
+            status = status.as_u16(),
+            cache,
+            bytes = content_length,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+
+    /// Records how long the origin took to answer.
+    pub fn origin_answered(&self, took: Duration) {
+        self.origin_latency.observe(took.as_secs_f64());
+    }
+
+    /// Counts a miss that joined another request's fill.
+    pub fn coalesced(&self) {
+        self.coalesced.inc();
+    }
+
+    /// Counts a purge of `kind` (`name` or `prefix`).
+    pub fn purged(&self, kind: &'static str) {
+        self.purges.get_or_create(&PurgeLabels { kind }).inc();
+    }
+
+    /// Where the store counts its evictions.
+    pub fn eviction_count(&self) -> Arc<AtomicU64> {
+        self.evicted.clone()
+    }
+
+    /// Where the server counts open connections.
+    pub fn connection_count(&self) -> Arc<AtomicUsize> {
+        self.connections.clone()
+    }
+
+    /// The metrics in the text format, the store's size being `store_bytes` and
+    /// `store_entries` now.
+    pub fn render(&self, store_bytes: u64, store_entries: u64) -> String {
+        self.store_bytes
+            .set(i64::try_from(store_bytes).unwrap_or(i64::MAX));
+        self.store_entries
+            .set(i64::try_from(store_entries).unwrap_or(i64::MAX));
+        let evicted = self.evicted.load(Ordering::Relaxed);
+        let reported = self.evictions_reported.swap(evicted, Ordering::Relaxed);
+        self.evictions.inc_by(evicted.saturating_sub(reported));
+        self.open_connections
+            .set(i64::try_from(self.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for EdgeMetrics {
+    fn default() -> Self {
+        EdgeMetrics::new()
+    }
+}
+
+/// The `cache` label for an `X-Cache` value.
+fn cache_label(value: Option<&HeaderValue>) -> &'static str {
+    match value.map(HeaderValue::as_bytes) {
+        Some(b"HIT") => "HIT",
+        Some(b"MISS") => "MISS",
+        Some(b"BYPASS") => "BYPASS",
+        Some(b"STALE") => "STALE",
+        Some(b"REVALIDATED") => "REVALIDATED",
+        _ => "NONE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_move_and_render_as_prometheus_text() {
+        let metrics = EdgeMetrics::new();
+        let hit = HeaderValue::from_static("HIT");
+        for _ in 0..3 {
+            metrics.answered(
+                &Method::GET,
+                "/a",
+                StatusCode::OK,
+                Some(&hit),
+                Some(10),
+                Duration::from_millis(1),
+            );
+        }
+        metrics.origin_answered(Duration::from_millis(3));
+        metrics.eviction_count().fetch_add(2, Ordering::Relaxed);
+        let text = metrics.render(4096, 3);
+        for line in [
+            "meridian_edge_requests_total{status=\"200\",cache=\"HIT\"} 3",
+            "meridian_edge_response_body_bytes_total 30",
+            "meridian_edge_origin_request_duration_seconds_count 1",
+            "meridian_edge_store_bytes 4096",
+            "meridian_edge_evictions_total 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
+        }
+        // Evictions are reported once, not again on the next scrape.
+        assert!(
+            metrics
+                .render(0, 0)
+                .lines()
+                .any(|l| l == "meridian_edge_evictions_total 2")
+        );
+    }
+}

@@ -312,3 +312,90 @@ async fn a_request_body_that_stops_arriving_ends_its_request() {
     assert!(asked.elapsed() < Duration::from_millis(800) + Duration::from_secs(3));
     stop.cancel();
 }
+
+#[tokio::test]
+async fn one_client_address_cannot_hold_more_than_its_share_while_another_is_served() {
+    let edge = TlsEdge::start(ServeOptions {
+        max_connections: 8,
+        max_connections_per_address: 3,
+        ..ServeOptions::default()
+    })
+    .await;
+    // 127.0.0.1 takes its three connections and keeps them.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(edge.silent_connection(b"http/1.1").await);
+    }
+    // Its fourth is closed as it arrives, without a handshake.
+    let mut fourth = TcpStream::connect(edge.addr).await.expect("connect");
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(2), fourth.read(&mut buffer))
+        .await
+        .expect("closed at once, not left waiting");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Another address (127.0.0.2: all of 127/8 is this machine) is served.
+    let cert = reqwest::Certificate::from_pem(edge.ca.cert_pem().as_bytes()).expect("cert");
+    let other = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let response = other.get(&edge.url).send().await.expect("served");
+    assert_eq!(response.status(), 200);
+    // A connection given back makes room for the address again.
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..40 {
+        if edge.client().get(&edge.url).send().await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        served,
+        "127.0.0.1 is served again once one of its connections closed"
+    );
+    edge.stop.cancel();
+}
+
+#[tokio::test]
+async fn oversized_targets_get_414_and_oversized_headers_431_over_both_protocols() {
+    let edge = TlsEdge::start(ServeOptions::default()).await;
+    let cert = reqwest::Certificate::from_pem(edge.ca.cert_pem().as_bytes()).expect("cert");
+    let http1 = reqwest::Client::builder()
+        .tls_certs_only([cert.clone()])
+        .http1_only()
+        .build()
+        .expect("client");
+    let http2 = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .build()
+        .expect("client");
+    let long_target = format!("{}?q={}", edge.url, "a".repeat(server::MAX_URI_BYTES));
+    let big_header = "b".repeat(server::MAX_HEADER_BYTES);
+    for (client, version) in [
+        (&http1, reqwest::Version::HTTP_11),
+        (&http2, reqwest::Version::HTTP_2),
+    ] {
+        let response = client.get(&long_target).send().await.expect("answered");
+        assert_eq!(response.version(), version);
+        assert_eq!(response.status(), 414, "{version:?}");
+        let response = client
+            .get(&edge.url)
+            .header("x-big", &big_header)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.version(), version);
+        assert_eq!(response.status(), 431, "{version:?}");
+        let response = client.get(&edge.url).send().await.expect("answered");
+        assert_eq!(
+            response.status(),
+            200,
+            "{version:?}: ordinary requests still work"
+        );
+    }
+    edge.stop.cancel();
+}

@@ -25,6 +25,7 @@
 //! - `timeouts`: silent upstreams answer 504 within the configured time.
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
 
+mod cert_reload;
 mod connection_limits;
 mod container_contract;
 mod convergence;

@@ -41,6 +41,9 @@ struct Args {
     id: Option<String>,
 }
 
+/// How often the certificate files are looked at for a new pair.
+const CERTIFICATE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Small allocations on every request: mimalloc's thread-local free lists are cheaper
 /// than glibc's malloc for them.
 #[global_allocator]
@@ -108,9 +111,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         InvalidationTransport::Http => None,
     };
+    // The certificate follows its files, so it can be rotated without a restart.
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(meridian_shared::tls::server_config(
-            &meridian_shared::tls::read_pem_pair(cert, key)?,
+        (Some(cert), Some(key)) => Some(meridian_shared::cert_reload::reloading_server_config(
+            cert,
+            key,
+            CERTIFICATE_CHECK_EVERY,
         )?),
         _ => None,
     };

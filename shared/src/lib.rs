@@ -25,6 +25,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod cert_reload;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -5,9 +5,13 @@
 //!
 //! # Layout
 //! - `watchdog`: noticing that a connection has nothing left to do.
+//! - `limits`: oversized requests (414, 431) and connections per client address.
 //! - this file: the accept loop and serving one connection.
 
+mod limits;
 mod watchdog;
+
+pub use limits::{MAX_HEADER_BYTES, MAX_URI_BYTES};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +39,10 @@ pub struct ServeOptions {
     /// Connections served at once; further clients wait in the accept queue.
     /// Default: 4096.
     pub max_connections: usize,
+    /// Connections one client address may hold at once; more from it are closed as
+    /// they arrive, so one address cannot take the whole cap while others wait.
+    /// Default: 1024, a quarter of the default cap.
+    pub max_connections_per_address: usize,
     /// Time a client gets to make its first request (from connecting, or from the end
     /// of the TLS handshake), whatever else it sends, and to send each request's
     /// headers (so an HTTP/1.1 connection also closes after this long without a next
@@ -57,6 +65,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_connections: 4096,
+            max_connections_per_address: 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
@@ -80,11 +89,15 @@ pub async fn serve(
     let draining = CancellationToken::new();
     let closing = CancellationToken::new();
     let connections = TaskTracker::new();
+    let per_address = limits::PerAddress::new(options.max_connections_per_address.max(1));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
+    builder
+        .http2()
+        .max_header_list_size(limits::HTTP2_MAX_HEADER_LIST);
     let limits = Arc::new(options.clone());
     tokio::pin!(shutdown);
 
@@ -108,6 +121,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: its address holds its share");
+            continue; // dropping the stream closes it
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: builder.clone(),
@@ -121,6 +138,7 @@ pub async fn serve(
         let open = options.open_connections.clone().map(OpenConnection::new);
         connections.spawn(async move {
             let _slot = slot;
+            let _address_slot = address_slot;
             let _open = open;
             let served = match acceptor {
                 None => connection.serve(stream).await,
@@ -246,7 +264,7 @@ impl Connection {
                 }
             },
         );
-        let service = TowerToHyperService::new(watched);
+        let service = TowerToHyperService::new(limits::SizeLimits { inner: watched });
         // Nothing here upgrades, but this variant's graceful shutdown closes a connection
         // that has not sent its first request at once; the plain one waits for it (see
         // the test `shutdown_does_not_wait_for_idle_or_silent_clients`).

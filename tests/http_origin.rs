@@ -931,3 +931,38 @@ async fn metrics_count_the_connections_open_now() {
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn healthz_fails_while_the_origin_cannot_be_reached() {
+    let stop = CancellationToken::new();
+    let origin_stop = CancellationToken::new();
+    let (_origin, _, edge) =
+        edge_before_origin_stopping_at(EdgeSettings::default(), &stop, &origin_stop).await;
+    let health = || async {
+        let response = reqwest::get(format!("{edge}/healthz"))
+            .await
+            .expect("edge answers");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    };
+    assert_eq!(health().await, (200, "ok".to_string()));
+    origin_stop.cancel();
+    // The last look is trusted for 2 s; within a few, the edge says it is cut off.
+    let mut seen = health().await;
+    for _ in 0..100 {
+        if seen.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen = health().await;
+    }
+    assert_eq!(seen.0, 503, "{seen:?}");
+    assert!(
+        seen.1.contains("the origin cannot be reached"),
+        "{}",
+        seen.1
+    );
+    stop.cancel();
+}

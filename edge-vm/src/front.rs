@@ -38,12 +38,20 @@ use crate::vary::{self, VaryIndex};
 /// than this.
 const PURGE_MEMORY: Duration = Duration::from_secs(300);
 
+/// How long a look at the origin's reachability is trusted.
+const HEALTH_MEMORY: Duration = Duration::from_secs(2);
+
+/// When the origin was last looked at, and whether it could be reached.
+type OriginHealth = (Instant, std::result::Result<(), String>);
+
 /// Origin statuses that let a stale copy answer instead (RFC 5861 §4).
 const ERRORS_STALE_MAY_HIDE: [u16; 4] = [500, 502, 503, 504];
 
 /// Store, origin and policy, and what spans them.
 pub struct CacheFront {
     shared: Arc<Shared>,
+    /// The last look at whether the origin can be reached, and when.
+    origin_health: std::sync::Mutex<Option<OriginHealth>>,
     /// Default stale windows, for responses that do not state their own.
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
@@ -296,6 +304,7 @@ impl CacheFront {
                 fill_budget: Arc::new(tokio::sync::Semaphore::new(fill_budget_kib)),
                 stream_threshold,
             }),
+            origin_health: std::sync::Mutex::new(None),
             stale_while_revalidate: stale.while_revalidate,
             stale_if_error: stale.if_error,
         }
@@ -665,7 +674,32 @@ impl CacheFront {
         shared.store.remove_prefix(prefix).await
     }
 
-    /// The store's bytes and entries, about now.
+    /// Whether the origin can be reached: asked at most every [`HEALTH_MEMORY`], the
+    /// answer kept in between (health probes come often, from every prober).
+    pub async fn origin_reachable(&self) -> std::result::Result<(), String> {
+        let now = Instant::now();
+        if let Some((at, known)) = self.lock_health().as_ref()
+            && now.saturating_duration_since(*at) < HEALTH_MEMORY
+        {
+            return known.clone();
+        }
+        let result = self
+            .shared
+            .origin
+            .reachable()
+            .await
+            .map_err(|e| meridian_shared::error::Chain(&e).to_string());
+        *self.lock_health() = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, Option<OriginHealth>> {
+        self.origin_health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The store's bytes and entries, now.
     pub async fn store_size(&self) -> (u64, u64) {
         self.shared.store.size().await
     }
@@ -965,6 +999,10 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Origin for Arc<SteeredOrigin> {
+        async fn reachable(&self) -> Result<()> {
+            Ok(())
+        }
+
         async fn fetch(&self, _request: OriginRequest) -> Result<OriginResponse> {
             self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (body, cache_control, failing) = self.state.lock().expect("lock").clone();

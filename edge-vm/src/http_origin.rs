@@ -111,6 +111,22 @@ impl Origin for HttpOrigin {
             body,
         })
     }
+
+    async fn reachable(&self) -> Result<()> {
+        self.probe().await
+    }
+}
+
+impl HttpOrigin {
+    /// Any answer to `HEAD /`: the origin is there.
+    async fn probe(&self) -> Result<()> {
+        self.client
+            .head(format!("{}/", self.base))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_http("the origin", e))
+    }
 }
 
 /// `Content-Length` of `headers`, when there is exactly one valid one.

@@ -10,7 +10,7 @@
 //! - `POST /_meridian/purge`: drop one object, or every object under a prefix (bearer
 //!   token, scope `purge`).
 //! - `GET /_meridian/metrics`: the edge's metrics, Prometheus text format.
-//! - `GET /healthz`.
+//! - `GET /healthz`: 200 while the origin can be reached, else 503.
 //!
 //! # Layout
 //! - `front`: the cache front: store, origin and policy, purge floors, secondary keys,
@@ -237,7 +237,7 @@ fn fill_budget_kib(settings: &EdgeSettings) -> usize {
 /// origin).
 pub fn router(state: EdgeState) -> Router {
     let own = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(serve::health))
         .route(meridian_shared::api::PURGE_PATH, post(purge::purge))
         .route(METRICS_PATH, get(serve::metrics));
     let routes = match state.0.origin {

@@ -60,6 +60,9 @@ pub trait Origin: Send + Sync {
     /// status is a response (the bucket origin answers a missing object with
     /// [`Error::NotFound`], its JSON error body being the edge's own).
     async fn fetch(&self, request: OriginRequest) -> Result<OriginResponse>;
+    /// Whether the origin can be reached at all (any answer counts; a refused
+    /// connection, a timeout or a failing backend does not).
+    async fn reachable(&self) -> Result<()>;
 }
 
 /// A region's bucket as an origin: `GET` and `HEAD` of object names, answering
@@ -153,6 +156,15 @@ impl Origin for BucketOrigin {
             other => Err(Error::MethodNotAllowed(format!(
                 "{other} (a bucket edge serves GET and HEAD)"
             ))),
+        }
+    }
+
+    async fn reachable(&self) -> Result<()> {
+        // A name no one writes: "not found" is an answer, so the bucket is there.
+        let probe = ObjectName::new(".meridian-health-probe")?;
+        match self.bucket.head(&probe).await {
+            Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

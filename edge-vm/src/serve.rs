@@ -60,6 +60,20 @@ fn observed(
     response
 }
 
+/// `GET /healthz`: 200 `ok` while the origin can be reached, 503 with the reason when
+/// it cannot (so probers take the edge out of rotation: it could serve only what it
+/// holds).
+pub async fn health(State(state): State<EdgeState>) -> Response {
+    match state.front().origin_reachable().await {
+        Ok(()) => "ok".into_response(),
+        Err(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("the origin cannot be reached: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
 /// `GET /_meridian/metrics`: the edge's metrics in the Prometheus text format.
 pub async fn metrics(State(state): State<EdgeState>) -> Response {
     let (bytes, entries) = state.front().store_size().await;

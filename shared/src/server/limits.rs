@@ -24,6 +24,11 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// The HTTP/2 header list limit given to hyper: above ours, so our 431 answers first.
 pub const HTTP2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
+/// Requests one HTTP/2 connection may have in flight at once (announced in SETTINGS;
+/// hyper refuses streams beyond it, and resets of streams by the client count against
+/// hyper's own rapid-reset limit).
+pub const HTTP2_MAX_STREAMS: u32 = 100;
+
 /// A service that refuses oversized requests before `inner` sees them.
 #[derive(Clone)]
 pub(super) struct SizeLimits<S> {

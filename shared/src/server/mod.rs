@@ -97,7 +97,8 @@ pub async fn serve(
         .header_read_timeout(options.header_read_timeout);
     builder
         .http2()
-        .max_header_list_size(limits::HTTP2_MAX_HEADER_LIST);
+        .max_header_list_size(limits::HTTP2_MAX_HEADER_LIST)
+        .max_concurrent_streams(limits::HTTP2_MAX_STREAMS);
     let limits = Arc::new(options.clone());
     tokio::pin!(shutdown);
 

@@ -173,6 +173,32 @@ async fn respond(State(origin): State<Origin>, request: Request) -> Response {
         .into_response()
 }
 
+/// The scripted origin, served until `stop`, and its URL.
+async fn scripted_origin(stop: &CancellationToken) -> (Origin, String) {
+    let origin = Origin::new();
+    let router = axum::Router::new()
+        .fallback(respond)
+        .with_state(origin.clone());
+    (origin, serve_plain(router, stop).await)
+}
+
+/// An edge in front of `origin_url` with `settings`, taking purges signed by `key`'s
+/// private half.
+fn edge_state(
+    origin_url: &str,
+    settings: &EdgeSettings,
+    key: Option<&meridian_shared::auth::PurgePublicKey>,
+) -> EdgeState {
+    EdgeState::for_http_origin(
+        "test-region",
+        origin_url,
+        settings,
+        &OutboundSettings::default(),
+        key,
+    )
+    .expect("edge")
+}
+
 /// The scripted origin and an edge in front of it (`settings` as given).
 async fn edge_before(settings: EdgeSettings, stop: &CancellationToken) -> (Origin, String, String) {
     edge_before_origin_stopping_at(settings, stop, stop).await
@@ -185,22 +211,9 @@ async fn edge_before_origin_stopping_at(
     stop: &CancellationToken,
     origin_stop: &CancellationToken,
 ) -> (Origin, String, String) {
-    let origin = Origin::new();
-    let origin_url = serve_plain(
-        axum::Router::new()
-            .fallback(respond)
-            .with_state(origin.clone()),
-        origin_stop,
-    )
-    .await;
-    let state = EdgeState::for_http_origin(
-        "test-region",
-        &origin_url,
-        &settings,
-        &OutboundSettings::default(),
-        Some(PurgeSigningKey::generate().expect("key").public_key()),
-    )
-    .expect("edge");
+    let (origin, origin_url) = scripted_origin(origin_stop).await;
+    let key = PurgeSigningKey::generate().expect("key");
+    let state = edge_state(&origin_url, &settings, Some(key.public_key()));
     let edge = serve_plain(meridian_edge::router(state), stop).await;
     (origin, origin_url, edge)
 }
@@ -665,14 +678,7 @@ async fn a_hundred_concurrent_misses_make_one_origin_request_and_ranges_come_fro
 #[tokio::test]
 async fn the_edge_binary_proxies_and_caches_any_http_origin_from_its_command_line() {
     let stop = CancellationToken::new();
-    let origin = Origin::new();
-    let origin_url = serve_plain(
-        axum::Router::new()
-            .fallback(respond)
-            .with_state(origin.clone()),
-        &stop,
-    )
-    .await;
+    let (origin, origin_url) = scripted_origin(&stop).await;
     origin.answer(
         "/hello?x=1",
         Reply::ok("hello", &[("cache-control", "max-age=60")]),
@@ -712,23 +718,13 @@ async fn the_edge_binary_proxies_and_caches_any_http_origin_from_its_command_lin
 #[tokio::test]
 async fn a_purge_by_prefix_drops_exactly_that_prefix_and_a_purge_of_everything_the_rest() {
     let stop = CancellationToken::new();
-    let origin = Origin::new();
-    let origin_url = serve_plain(
-        axum::Router::new()
-            .fallback(respond)
-            .with_state(origin.clone()),
-        &stop,
-    )
-    .await;
+    let (origin, origin_url) = scripted_origin(&stop).await;
     let key = PurgeSigningKey::generate().expect("key");
-    let state = EdgeState::for_http_origin(
-        "test-region",
+    let state = edge_state(
         &origin_url,
         &EdgeSettings::default(),
-        &OutboundSettings::default(),
         Some(key.public_key()),
-    )
-    .expect("edge");
+    );
     let edge = serve_plain(meridian_edge::router(state), &stop).await;
     let paths = ["/docs/a", "/docs/b/c", "/docsx", "/img/logo"];
     for path in paths {
@@ -869,22 +865,8 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
 async fn metrics_count_the_connections_open_now() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stop = CancellationToken::new();
-    let origin = Origin::new();
-    let origin_url = serve_plain(
-        axum::Router::new()
-            .fallback(respond)
-            .with_state(origin.clone()),
-        &stop,
-    )
-    .await;
-    let state = EdgeState::for_http_origin(
-        "test-region",
-        &origin_url,
-        &EdgeSettings::default(),
-        &OutboundSettings::default(),
-        None,
-    )
-    .expect("edge");
+    let (_origin, origin_url) = scripted_origin(&stop).await;
+    let state = edge_state(&origin_url, &EdgeSettings::default(), None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -21,16 +21,22 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// pseudonym.
 pub const VIA: HeaderValue = HeaderValue::from_static("1.1 meridian");
 
-/// `headers` without hop-by-hop fields (nor `Upgrade`: the edge does not tunnel
-/// protocols). Fields named in `Connection` go too.
-pub fn end_to_end(mut headers: HeaderMap) -> HeaderMap {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+/// The field names listed in every `list` field of `headers` (`Connection`, `Vary`),
+/// lowercased, in order; entries that are not field names (`*`) are skipped.
+pub fn field_names(headers: &HeaderMap, list: &HeaderName) -> Vec<HeaderName> {
+    headers
+        .get_all(list)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+        .collect()
+}
+
+/// `headers` without hop-by-hop fields (nor `Upgrade`: the edge does not tunnel
+/// protocols). Fields named in `Connection` go too.
+pub fn end_to_end(mut headers: HeaderMap) -> HeaderMap {
+    let named = field_names(&headers, &header::CONNECTION);
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }

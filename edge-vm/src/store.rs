@@ -97,6 +97,17 @@ pub trait Store: Send + Sync {
     async fn size(&self) -> (u64, u64);
 }
 
+/// The keys among `entries` (a moka cache's) that start with `prefix`.
+pub fn keys_starting_with<V>(
+    entries: impl Iterator<Item = (Arc<String>, V)>,
+    prefix: &str,
+) -> Vec<Arc<String>> {
+    entries
+        .filter(|(key, _)| key.starts_with(prefix))
+        .map(|(key, _)| key)
+        .collect()
+}
+
 /// Bytes counted per entry beyond the body (metadata, map overhead), so a flood of
 /// empty objects still respects the budget.
 const ENTRY_OVERHEAD: u64 = 512;
@@ -232,12 +243,7 @@ impl Store for MemoryStore {
     async fn remove_prefix(&self, prefix: &str) -> usize {
         // One pass over the keys (purges by prefix are rare); variant keys start with
         // their URI's key, so they go too.
-        let keys: Vec<Arc<String>> = self
-            .entries
-            .iter()
-            .filter(|(key, _)| key.starts_with(prefix))
-            .map(|(key, _)| key)
-            .collect();
+        let keys = keys_starting_with(self.entries.iter(), prefix);
         for key in &keys {
             self.entries.invalidate(key.as_str()).await;
         }

@@ -13,13 +13,7 @@ use axum::http::{HeaderMap, HeaderName, header};
 
 /// The fields a response varies on, lowercased, in its order; `None` without `Vary`.
 pub fn fields(response: &HeaderMap) -> Option<Arc<[HeaderName]>> {
-    let names: Vec<HeaderName> = response
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    let names = crate::hop::field_names(response, &header::VARY);
     (!names.is_empty()).then(|| names.into())
 }
 
@@ -125,13 +119,7 @@ impl VaryIndex {
         if !self.used.load(Ordering::Relaxed) {
             return;
         }
-        let keys: Vec<Arc<String>> = self
-            .entries
-            .iter()
-            .filter(|(key, _)| key.starts_with(prefix))
-            .map(|(key, _)| key)
-            .collect();
-        for key in keys {
+        for key in crate::store::keys_starting_with(self.entries.iter(), prefix) {
             self.entries.invalidate(key.as_str());
         }
     }

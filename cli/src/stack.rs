@@ -218,18 +218,15 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let mut spawn_with =
+        |listener: TcpListener, router: Router, tls: Option<TlsConfig>, options: ServeOptions| {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                server::serve(listener, router, tls, options, shutdown.cancelled_owned()).await
+            });
+        };
     let mut spawn = |listener: TcpListener, router: Router, tls: Option<TlsConfig>| {
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            server::serve(
-                listener,
-                router,
-                tls,
-                ServeOptions::default(),
-                shutdown.cancelled_owned(),
-            )
-            .await
-        });
+        spawn_with(listener, router, tls, ServeOptions::default());
     };
     // DB-IP's city databases, when scripts/fetch-geoip put them in the data folder.
     if config.boot.location.geoip_databases.is_empty() {
@@ -286,7 +283,9 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
                 .push(InvalidationListener::start(&config, LOCAL_EDGE_ID, state.clone()).await?);
         }
         let tls = meridian_shared::tls::server_config(&ca.issue_localhost()?)?;
-        spawn(listener, meridian_edge::router(state), Some(tls));
+        // Edges count their connections in their metrics.
+        let options = state.serve_options();
+        spawn_with(listener, meridian_edge::router(state), Some(tls), options);
     }
     if let Some(worker) = PullWorker::connect(&config).await? {
         let pulling = worker.spawn(replicate_state.clone(), shutdown.clone());

@@ -191,3 +191,46 @@ async fn boot_lists_the_nearest_region_first_with_fallbacks() {
     assert!(text.contains("lat"), "{text}");
     stack.stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_counts_its_requests_at_metrics() {
+    let stack = TestStack::start().await;
+    let info = stack.stack.info();
+    let boot = &info.boot;
+    for _ in 0..3 {
+        stack
+            .get_json(&format!("{boot}/v1/edges?lat=35.6&lon=139.7"))
+            .await;
+    }
+    let unauthorized = stack
+        .http
+        .delete(format!("{}/v1/objects/nothing-here.txt", info.delete))
+        .send()
+        .await
+        .expect("delete answers");
+    assert_eq!(unauthorized.status(), 401, "no token");
+    let boot_metrics = crate::harness::scrape(&format!("{boot}/metrics")).await;
+    assert_eq!(
+        boot_metrics
+            .get(r#"meridian_requests_total{service="boot",route="/v1/edges",status="200"}"#)
+            .copied(),
+        Some(3.0)
+    );
+    assert_eq!(
+        boot_metrics
+            .get(r#"meridian_request_duration_seconds_count{service="boot",route="/v1/edges"}"#)
+            .copied(),
+        Some(3.0)
+    );
+    let delete_metrics = crate::harness::scrape(&format!("{}/metrics", info.delete)).await;
+    assert_eq!(
+        delete_metrics
+            .get(r#"meridian_requests_total{service="delete",route="/v1/objects/{*name}",status="401"}"#)
+            .copied(),
+        Some(1.0)
+    );
+    for service in [&info.sign, &info.replicate] {
+        crate::harness::scrape(&format!("{service}/metrics")).await;
+    }
+    stack.stack.stop().await;
+}

@@ -20,7 +20,7 @@ use meridian_shared::config::{EdgeSettings, OutboundSettings};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{binary, free_port, pseudo_random_bytes, serve_plain};
+use crate::harness::{binary, free_port, pseudo_random_bytes, scrape, serve_plain};
 
 /// How the origin answers one path.
 #[derive(Clone)]
@@ -784,43 +784,6 @@ async fn a_purge_by_prefix_drops_exactly_that_prefix_and_a_purge_of_everything_t
     stop.cancel();
 }
 
-/// The edge's metrics as `(name and labels, value)` pairs, checking on the way that the
-/// text is well-formed Prometheus (OpenMetrics) exposition: comment lines, samples of
-/// `name{labels} value` with a numeric value, and the closing `# EOF`.
-async fn scrape(edge: &str) -> HashMap<String, f64> {
-    let response = reqwest::get(format!("{edge}{}", meridian_edge::METRICS_PATH))
-        .await
-        .expect("edge answers");
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .expect("type")
-            .starts_with("application/openmetrics-text")
-    );
-    let text = response.text().await.expect("body");
-    assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
-    let mut samples = HashMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ').expect("name and value");
-        let name_end = series.find('{').unwrap_or(series.len());
-        assert!(
-            series[..name_end]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line:?}"
-        );
-        if name_end < series.len() {
-            assert!(series.ends_with('}'), "bad labels in {line:?}");
-        }
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        samples.insert(series.to_string(), value);
-    }
-    samples
-}
-
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
     let stop = CancellationToken::new();
@@ -829,7 +792,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
         "/m",
         Reply::ok("twelve bytes", &[("cache-control", "max-age=60")]),
     );
-    let before = scrape(&edge).await;
+    let before = scrape(&format!("{edge}{}", meridian_edge::METRICS_PATH)).await;
     let value =
         |samples: &HashMap<String, f64>, series: &str| samples.get(series).copied().unwrap_or(0.0);
     get(&format!("{edge}/m"), &[]).await;
@@ -837,7 +800,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
         get(&format!("{edge}/m"), &[]).await;
     }
     get(&format!("{edge}/absent"), &[]).await;
-    let after = scrape(&edge).await;
+    let after = scrape(&format!("{edge}{}", meridian_edge::METRICS_PATH)).await;
     let moved = |series: &str| value(&after, series) - value(&before, series);
     assert_eq!(
         moved(r#"meridian_edge_requests_total{status="200",cache="MISS"}"#),
@@ -877,7 +840,9 @@ async fn metrics_count_the_connections_open_now() {
         state,
         stop.clone().cancelled_owned(),
     ));
-    let open = || async { scrape(&edge).await["meridian_edge_open_connections"] };
+    let open = || async {
+        scrape(&format!("{edge}{}", meridian_edge::METRICS_PATH)).await["meridian_edge_open_connections"]
+    };
     // Three clients holding a connection each, after one request.
     let mut held = Vec::new();
     for _ in 0..3 {

@@ -238,17 +238,23 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     }
     // Boot probes the edges with the client that trusts the stack's CA.
     let boot_state = BootState::from_config(&config, http.clone()).await?;
-    spawn(boot, meridian_boot::router(boot_state), None);
+    // Every function counts its requests at /metrics, as on Cloud Run.
+    let instrument = meridian_shared::metrics::instrument;
     spawn(
-        sign,
-        meridian_sign::router(
-            meridian_sign::SignState::from_config(&config, clock::system()).await?,
-        ),
+        boot,
+        instrument(meridian_boot::router(boot_state), "boot"),
         None,
     );
+    let sign_state = meridian_sign::SignState::from_config(&config, clock::system()).await?;
+    spawn(
+        sign,
+        instrument(meridian_sign::router(sign_state), "sign"),
+        None,
+    );
+    let delete_state = DeleteState::new(main_bucket.clone(), &jwt_secret);
     spawn(
         delete,
-        meridian_delete::router(DeleteState::new(main_bucket.clone(), &jwt_secret)),
+        instrument(meridian_delete::router(delete_state), "delete"),
         None,
     );
     let invalidator = meridian_replicate::invalidator_for(&config, || -> Result<_> {
@@ -263,7 +269,10 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     let replicate_state = ReplicateState::open(&config, invalidator).await?;
     spawn(
         replicate,
-        meridian_replicate::router(replicate_state.clone()),
+        instrument(
+            meridian_replicate::router(replicate_state.clone()),
+            "replicate",
+        ),
         None,
     );
     if let Some(gateway) = gateway {

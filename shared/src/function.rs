@@ -1,5 +1,6 @@
 //! The Cloud Run shim every binary shares: serve a router on `$PORT` (8080 when
-//! unset, as Cloud Run sets it) and drain on SIGTERM or Ctrl-C.
+//! unset, as Cloud Run sets it), with request metrics at `/metrics`, and drain on
+//! SIGTERM or Ctrl-C.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -21,7 +22,7 @@ pub fn port_from_env() -> Result<u16> {
 /// The whole life of a function binary: init logging, load the config named by
 /// `MERIDIAN_CONFIG` (the embedded default when unset), build the router, serve it.
 /// A failure is logged as one line (a JSON entry on Cloud Run) and exits with 1.
-pub async fn main<F, Fut>(service: &str, build: F) -> std::process::ExitCode
+pub async fn main<F, Fut>(service: &'static str, build: F) -> std::process::ExitCode
 where
     F: FnOnce(crate::Config) -> Fut,
     Fut: std::future::Future<Output = Result<Router>>,
@@ -43,8 +44,10 @@ where
     }
 }
 
-/// Binds `0.0.0.0:$PORT` and serves `router` until SIGTERM or Ctrl-C.
-pub async fn run(service: &str, router: Router) -> Result<()> {
+/// Binds `0.0.0.0:$PORT` and serves `router` until SIGTERM or Ctrl-C, its requests
+/// counted at `/metrics` as `service`'s.
+pub async fn run(service: &'static str, router: Router) -> Result<()> {
+    let router = crate::metrics::instrument(router, service);
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port_from_env()?));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(service, %addr, "listening");

@@ -33,6 +33,7 @@ pub mod events;
 pub mod function;
 pub mod gcp;
 pub mod markup;
+pub mod metrics;
 pub mod outbound;
 mod progress;
 pub mod pubsub;

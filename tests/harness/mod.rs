@@ -101,3 +101,38 @@ pub fn edge_urls(answer: &serde_json::Value) -> Vec<String> {
         .map(|e| e["url"].as_str().expect("url").to_string())
         .collect()
 }
+
+/// The metrics at `url` as `(name and labels, value)` pairs, checking on the way that
+/// the text is well-formed Prometheus (OpenMetrics) exposition: comment lines, samples
+/// of `name{labels} value` with a numeric value, and the closing `# EOF`.
+pub async fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
+    let response = reqwest::get(url).await.expect("metrics answer");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.expect("body");
+    assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let name_end = series.find('{').unwrap_or(series.len());
+        assert!(
+            series[..name_end]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "bad labels in {line:?}");
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}

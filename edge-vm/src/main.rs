@@ -44,11 +44,6 @@ struct Args {
 /// How often the certificate files are looked at for a new pair.
 const CERTIFICATE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Small allocations on every request: mimalloc's thread-local free lists are cheaper
-/// than glibc's malloc for them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();

@@ -33,6 +33,8 @@ struct Reply {
     not_modified: Option<Vec<(&'static str, String)>>,
     /// Send the first KiB, then wait for the gate.
     held: bool,
+    /// Send the body chunked, without Content-Length, in 1 KiB pieces.
+    chunked: bool,
 }
 
 impl Reply {
@@ -43,6 +45,7 @@ impl Reply {
             body: Bytes::from(body.to_string()),
             not_modified: None,
             held: false,
+            chunked: false,
         }
     }
 }
@@ -162,6 +165,13 @@ async fn respond(State(origin): State<Origin>, request: Request) -> Response {
             let _ = gate.wait_for(|open| *open).await;
             yield Ok(whole.slice(1024..));
         })
+    } else if reply.chunked {
+        let pieces: Vec<Result<Bytes, std::io::Error>> = reply
+            .body
+            .chunks(1024)
+            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+            .collect();
+        Body::from_stream(futures::stream::iter(pieces))
     } else {
         Body::from(reply.body.clone())
     };
@@ -911,5 +921,54 @@ async fn healthz_fails_while_the_origin_cannot_be_reached() {
         "{}",
         seen.1
     );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_response_of_unknown_length_is_stored_as_it_passes_when_small_enough() {
+    let stop = CancellationToken::new();
+    let settings = EdgeSettings {
+        stream_threshold_bytes: 16 * 1024,
+        ..EdgeSettings::default()
+    };
+    let (origin, _, edge) = edge_before(settings, &stop).await;
+    let chunked = |len: usize| Reply {
+        chunked: true,
+        body: Bytes::from(pseudo_random_bytes(len, 7)),
+        ..Reply::ok("", &[("cache-control", "max-age=600")])
+    };
+    origin.answer("/small", chunked(10 * 1024));
+    origin.answer("/large", chunked(40 * 1024));
+    let url = format!("{edge}/small");
+    let first = reqwest::get(&url).await.expect("edge answers");
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    assert_eq!(
+        first.headers()["cache-status"],
+        "meridian; fwd=uri-miss; fwd-status=200"
+    );
+    assert!(
+        !first.headers().contains_key("content-length"),
+        "it came chunked"
+    );
+    let body = first.bytes().await.expect("body");
+    assert_eq!(body.len(), 10 * 1024);
+    let again = reqwest::get(&url).await.expect("edge answers");
+    assert_eq!(
+        again.headers()["x-cache"],
+        "HIT",
+        "stored once it had all passed"
+    );
+    assert_eq!(again.headers()["content-length"], "10240");
+    assert_eq!(again.bytes().await.expect("body"), body);
+    assert_eq!(origin.seen("/small").len(), 1);
+    // Past the stream threshold: it passes whole, and is not kept.
+    for _ in 0..2 {
+        let large = reqwest::get(format!("{edge}/large"))
+            .await
+            .expect("edge answers");
+        assert_eq!(large.bytes().await.expect("body").len(), 40 * 1024);
+    }
+    assert_eq!(origin.seen("/large").len(), 2);
     stop.cancel();
 }

@@ -6,7 +6,8 @@
 pub enum CacheStatus {
     /// Served from the cache.
     Hit,
-    /// Fetched from the origin and stored.
+    /// Fetched from the origin to be stored (a body of unknown length that turns
+    /// out too large is not).
     Miss,
     /// Fetched from the origin and not stored (too large or not cacheable).
     Bypass,

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
+use futures::StreamExt;
 use meridian_shared::storage::ByteStream;
 use meridian_shared::{Error, Result};
 use tokio::time::Instant;
@@ -511,12 +512,15 @@ impl CacheFront {
             }
             // Not one to share: this request streams its own copy through.
             FillState::Declined | FillState::Waiting => {
-                let response = match declined {
+                let (response, storing) = match declined {
                     Some(taken) => match taken.await {
-                        Ok(response) => response,
+                        Ok(given) => given,
                         Err(_) => return Err(Error::internal_msg("the fill gave nothing back")),
                     },
-                    None => self.fetch(Method::GET, key, fetch_headers(request)).await?,
+                    None => (
+                        self.fetch(Method::GET, key, fetch_headers(request)).await?,
+                        false,
+                    ),
                 };
                 let code = response.status.as_u16();
                 match found.filter(|_| stale_if_error) {
@@ -525,6 +529,11 @@ impl CacheFront {
                             "hit; stale; fwd=stale; fwd-status={code}; detail=stale-if-error"
                         ));
                         stored(hit, Instant::now(), CacheStatus::Stale, detail)
+                    }
+                    // Of unknown length, stored as it passes.
+                    _ if storing => {
+                        let detail = cache_status(format_args!("fwd={forward}; fwd-status={code}"));
+                        bypass(response, CacheStatus::Miss, detail)
                     }
                     _ => {
                         let detail = cache_status(format_args!(
@@ -713,7 +722,7 @@ async fn run_fill(
     shared: Arc<Shared>,
     job: FillJob,
     fill: Arc<Fill>,
-    give_back: tokio::sync::oneshot::Sender<OriginResponse>,
+    give_back: tokio::sync::oneshot::Sender<(OriginResponse, bool)>,
 ) {
     let key = job.key.as_str();
     let lookup_key = job.lookup_key.as_str();
@@ -752,9 +761,17 @@ async fn run_fill(
     let (Some(freshness), Some(size), Some(_permit)) = (freshness, storable_size, permit) else {
         // Not storable, too large, of unknown length, or no room in the budget right
         // now: the leader streams this response through; other waiters fetch their
-        // own.
+        // own. One of unknown length that may be stored is kept as it passes, if it
+        // turns out small enough.
         shared.fills.remove(lookup_key, &fill);
-        let _ = give_back.send(response);
+        let given = match freshness {
+            Some(freshness) if response.size.is_none() && response.body.is_some() => (
+                shared.clone().store_as_it_passes(&job, freshness, response),
+                true,
+            ),
+            _ => (response, false),
+        };
+        let _ = give_back.send(given);
         return fill.end(FillState::Declined);
     };
     let OriginResponse {
@@ -769,24 +786,7 @@ async fn run_fill(
         return fill.end(FillState::Failed(Failure::broken("no body".into())));
     };
     // Where it is stored: its variant's key when it varies.
-    let fields = vary::fields(&headers);
-    let variant = fields
-        .as_ref()
-        .map(|fields| vary::variant_key(key, fields, &job.request));
-    let store_key = match (&fields, &variant) {
-        (Some(fields), Some(variant)) => {
-            for obsolete in shared.vary.record(key, fields, variant) {
-                shared.store.remove(&obsolete).await;
-            }
-            variant.clone()
-        }
-        _ => {
-            for obsolete in shared.vary.forget(key) {
-                shared.store.remove(&obsolete).await;
-            }
-            key.to_string()
-        }
-    };
+    let (store_key, variant) = shared.store_key(&job, &headers).await;
     let generated = generated_at(freshness.initial_age);
     let mut miss = shared.store.miss(
         &store_key,
@@ -817,6 +817,95 @@ async fn run_fill(
 }
 
 impl Shared {
+    /// The store key of a response with `headers` to `job`'s request (its variant's,
+    /// when it varies, recorded in the vary index), and the variant key if any.
+    async fn store_key(&self, job: &FillJob, headers: &HeaderMap) -> (String, Option<String>) {
+        let key = job.key.as_str();
+        let fields = vary::fields(headers);
+        let variant = fields
+            .as_ref()
+            .map(|fields| vary::variant_key(key, fields, &job.request));
+        let obsolete = match (&fields, &variant) {
+            (Some(fields), Some(variant)) => self.vary.record(key, fields, variant),
+            _ => self.vary.forget(key),
+        };
+        for obsolete in obsolete {
+            self.store.remove(&obsolete).await;
+        }
+        (variant.clone().unwrap_or_else(|| key.to_string()), variant)
+    }
+
+    /// `response` (of unknown length, storable with `freshness`) with a body that is
+    /// also kept as it passes and stored once it has all passed, unless it grows past
+    /// the stream threshold or the fill budget first (then it only passes).
+    fn store_as_it_passes(
+        self: Arc<Self>,
+        job: &FillJob,
+        freshness: crate::policy::Freshness,
+        mut response: OriginResponse,
+    ) -> OriginResponse {
+        let Some(mut body) = response.body.take() else {
+            return response;
+        };
+        let (key, request, epoch) = (job.key.clone(), job.request.clone(), job.epoch);
+        let (status, headers) = (response.status, response.headers.clone());
+        let generation = response.source_generation;
+        let generated = generated_at(freshness.initial_age);
+        let shared = self;
+        response.body = Some(Box::pin(async_stream::try_stream! {
+            let mut kept = Some(Vec::new());
+            let mut permits = Vec::new();
+            let mut size = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                if let Some(parts) = kept.as_mut() {
+                    let kib = u32::try_from((chunk.len() as u64).div_ceil(1024))
+                        .unwrap_or(u32::MAX);
+                    let room = shared
+                        .storable(size)
+                        .then(|| shared.fill_budget.clone().try_acquire_many_owned(kib).ok())
+                        .flatten();
+                    match room {
+                        Some(permit) => {
+                            permits.push(permit);
+                            parts.push(chunk.clone());
+                        }
+                        // Too large after all, or no room: it only passes.
+                        None => {
+                            kept = None;
+                            permits.clear();
+                        }
+                    }
+                }
+                yield chunk;
+            }
+            if let Some(parts) = kept {
+                let job = FillJob {
+                    key: key.clone(),
+                    lookup_key: key.clone(),
+                    request,
+                    stored: None,
+                    epoch,
+                };
+                let (store_key, _) = shared.store_key(&job, &headers).await;
+                let mut miss = shared.store.miss(&store_key, StoredMeta {
+                    status,
+                    headers,
+                    size,
+                    source_generation: generation,
+                    stored_at: generated,
+                    fresh_for: freshness.lifetime,
+                });
+                for part in &parts {
+                    miss.write(part);
+                }
+                shared.keep(&key, &store_key, generation, epoch, miss).await;
+            }
+        }));
+        response
+    }
+
     /// Sends `request` to the origin, timing how long its answer takes to start.
     async fn ask(&self, request: OriginRequest) -> Result<OriginResponse> {
         let started = Instant::now();

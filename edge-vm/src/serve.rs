@@ -79,10 +79,7 @@ pub async fn metrics(State(state): State<EdgeState>) -> Response {
     let (bytes, entries) = state.front().store_size().await;
     let text = state.metrics().render(bytes, entries);
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, meridian_shared::metrics::CONTENT_TYPE)],
         text,
     )
         .into_response()

@@ -24,6 +24,9 @@ use prometheus_client::registry::Registry;
 /// Where the functions serve their metrics.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// The media type of the metrics text (Prometheus reads it).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Labels of a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -90,16 +93,7 @@ pub fn instrument(router: Router, service: &'static str) -> Router {
             METRICS_PATH,
             get(move || {
                 let text = scraped.render();
-                async move {
-                    (
-                        [(
-                            http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        text,
-                    )
-                        .into_response()
-                }
+                async move { ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response() }
             }),
         )
         .layer(axum::middleware::from_fn(

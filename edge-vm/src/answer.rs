@@ -18,7 +18,7 @@ use crate::store::Payload;
 /// The boundary between the parts of a `multipart/byteranges` answer.
 const BOUNDARY: &str = "meridian-byteranges-7d41c6";
 
-const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 const REGION: HeaderName = HeaderName::from_static("x-meridian-region");
 

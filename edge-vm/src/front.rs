@@ -27,7 +27,6 @@ use crate::answer::{Representation, answer, cache_status};
 use crate::cache_status::CacheStatus;
 use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
-use crate::hop;
 use crate::metrics::EdgeMetrics;
 use crate::origin::{Origin, OriginRequest, OriginResponse};
 use crate::policy::{self, CachePolicy};
@@ -205,10 +204,11 @@ impl FillJob {
     }
 }
 
-/// The headers a fill or a pass-through GET sends: the client's end-to-end ones
-/// without conditionals and Range (the edge answers those from the whole response).
+/// The headers a fill or a pass-through GET sends: the client's, without conditionals
+/// and Range (the edge answers those from the whole response). Hop-by-hop fields are
+/// the origin's to drop, at the one place a request leaves the edge.
 fn fetch_headers(request: &HeaderMap) -> HeaderMap {
-    let mut headers = hop::end_to_end(request.clone());
+    let mut headers = request.clone();
     for field in [
         header::IF_NONE_MATCH,
         header::IF_MODIFIED_SINCE,
@@ -564,7 +564,7 @@ impl CacheFront {
             .ask(OriginRequest {
                 method: method.clone(),
                 target: key.to_string(),
-                headers: hop::end_to_end(request),
+                headers: request,
                 body,
             })
             .await?;
@@ -786,7 +786,7 @@ async fn run_fill(
         return fill.end(FillState::Failed(Failure::broken("no body".into())));
     };
     // Where it is stored: its variant's key when it varies.
-    let (store_key, variant) = shared.store_key(&job, &headers).await;
+    let (store_key, variant) = shared.store_key(key, &job.request, &headers).await;
     let generated = generated_at(freshness.initial_age);
     let mut miss = shared.store.miss(
         &store_key,
@@ -817,14 +817,19 @@ async fn run_fill(
 }
 
 impl Shared {
-    /// The store key of a response with `headers` to `job`'s request (its variant's,
-    /// when it varies, recorded in the vary index), and the variant key if any.
-    async fn store_key(&self, job: &FillJob, headers: &HeaderMap) -> (String, Option<String>) {
-        let key = job.key.as_str();
+    /// The store key of a response with `headers` to a request for `key` with
+    /// `request` headers (its variant's, when it varies, recorded in the vary index),
+    /// and the variant key if any.
+    async fn store_key(
+        &self,
+        key: &str,
+        request: &HeaderMap,
+        headers: &HeaderMap,
+    ) -> (String, Option<String>) {
         let fields = vary::fields(headers);
         let variant = fields
             .as_ref()
-            .map(|fields| vary::variant_key(key, fields, &job.request));
+            .map(|fields| vary::variant_key(key, fields, request));
         let obsolete = match (&fields, &variant) {
             (Some(fields), Some(variant)) => self.vary.record(key, fields, variant),
             _ => self.vary.forget(key),
@@ -881,14 +886,7 @@ impl Shared {
                 yield chunk;
             }
             if let Some(parts) = kept {
-                let job = FillJob {
-                    key: key.clone(),
-                    lookup_key: key.clone(),
-                    request,
-                    stored: None,
-                    epoch,
-                };
-                let (store_key, _) = shared.store_key(&job, &headers).await;
+                let (store_key, _) = shared.store_key(&key, &request, &headers).await;
                 let mut miss = shared.store.miss(&store_key, StoredMeta {
                     status,
                     headers,

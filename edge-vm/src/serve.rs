@@ -53,7 +53,7 @@ fn observed(
         method,
         uri.path(),
         response.status(),
-        response.headers().get("x-cache"),
+        response.headers().get(crate::answer::X_CACHE),
         content_length,
         started.elapsed(),
     );

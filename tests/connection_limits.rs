@@ -49,7 +49,8 @@ impl TlsEdge {
             Arc::new(bucket),
             &EdgeSettings::default(),
             PurgeSigningKey::generate().expect("key").public_key(),
-        );
+        )
+        .expect("edge opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -115,7 +115,8 @@ async fn edge_over(
         bucket.clone(),
         &EdgeSettings::default(),
         PurgeSigningKey::generate().expect("key").public_key(),
-    );
+    )
+    .expect("edge opens");
     (
         bucket,
         serve_plain(meridian_edge::router(state), stop).await,

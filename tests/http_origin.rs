@@ -829,8 +829,11 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
         moved("meridian_edge_origin_request_duration_seconds_count"),
         2.0
     );
-    assert_eq!(value(&after, "meridian_edge_store_entries"), 1.0);
-    assert!(value(&after, "meridian_edge_store_bytes") >= 12.0);
+    assert_eq!(
+        value(&after, r#"meridian_edge_store_entries{tier="memory"}"#),
+        1.0
+    );
+    assert!(value(&after, r#"meridian_edge_store_bytes{tier="memory"}"#) >= 12.0);
     stop.cancel();
 }
 

@@ -28,7 +28,8 @@ async fn edge_over(
         Arc::new(bucket),
         &settings,
         purge_key.public_key(),
-    );
+    )
+    .expect("edge opens");
     serve_plain(meridian_edge::router(state), stop).await
 }
 

@@ -155,7 +155,8 @@ async fn an_edge_down_during_a_delete_serves_404_once_back_over_pubsub() {
         bucket,
         &config.edge,
         &config.auth.purge_public_key().expect("key"),
-    );
+    )
+    .expect("edge opens");
     let listener = InvalidationListener::start(&config, "comes-back", edge.clone())
         .await
         .expect("subscribes");

@@ -45,7 +45,8 @@ async fn a_silent_storage_backend_gives_504_within_the_configured_timeout() {
         Arc::new(bucket),
         &EdgeSettings::default(),
         PurgeSigningKey::generate().expect("key").public_key(),
-    );
+    )
+    .expect("edge opens");
     let stop = CancellationToken::new();
     let edge = serve_plain(meridian_edge::router(state), &stop).await;
 

@@ -285,7 +285,10 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
     let mut invalidations = Vec::new();
     for (region, listener) in config.regions.iter().zip(edges) {
         let bucket = buckets.bucket(&region.bucket).await?;
-        let state = EdgeState::new(&region.name, bucket, &config.edge, &purge_key);
+        // One disk tier per edge: a directory each, under the configured one.
+        let mut settings = config.edge.clone();
+        settings.disk_dir = settings.disk_dir.map(|dir| dir.join(&region.name));
+        let state = EdgeState::new(&region.name, bucket, &settings, &purge_key)?;
         if config.invalidation.via == InvalidationTransport::Pubsub {
             // Subscribed before serving, so the edge misses no change.
             invalidations

@@ -335,13 +335,16 @@ impl CacheFront {
         } else if let Some(hit) = shared.store.lookup(lookup_key).await {
             let now = Instant::now();
             let age = now.saturating_duration_since(hit.meta.stored_at);
-            if wanted.accepts(age, hit.meta.fresh_for) {
+            if hit.meta.unverified {
+                // Found on disk after a restart, and possibly purged meanwhile: the
+                // origin is asked (conditionally) before it is served.
+                forward = "stale";
+            } else if wanted.accepts(age, hit.meta.fresh_for) {
                 let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
                 let detail = cache_status(format_args!("hit; ttl={ttl}"));
                 let hit = stored(hit, now, CacheStatus::Hit, detail);
                 return Ok(answer(method, request, hit));
-            }
-            if hit.meta.is_fresh(now) {
+            } else if hit.meta.is_fresh(now) {
                 forward = "request";
             } else {
                 forward = "stale";
@@ -708,8 +711,18 @@ impl CacheFront {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The store's bytes and entries, now.
-    pub async fn store_size(&self) -> (u64, u64) {
+    /// Learns again, from a stored variant's key and headers, that its URI's responses
+    /// vary (after a restart, for the copies the disk kept).
+    pub fn remember_variant(&self, variant_key: &str, headers: &HeaderMap) {
+        if let (Some((uri, _)), Some(fields)) =
+            (variant_key.split_once('\0'), vary::fields(headers))
+        {
+            self.shared.vary.record(uri, &fields, variant_key);
+        }
+    }
+
+    /// The store's bytes and entries, now, per tier.
+    pub async fn store_size(&self) -> Vec<crate::store::TierSize> {
         self.shared.store.size().await
     }
 }
@@ -797,6 +810,7 @@ async fn run_fill(
             source_generation,
             stored_at: generated,
             fresh_for: freshness.lifetime,
+            unverified: false,
         },
     );
     fill.start(status, headers, variant, generated, size);
@@ -894,6 +908,7 @@ impl Shared {
                     source_generation: generation,
                     stored_at: generated,
                     fresh_for: freshness.lifetime,
+                    unverified: false,
                 });
                 for part in &parts {
                     miss.write(part);
@@ -938,6 +953,7 @@ impl Shared {
             source_generation: stored.source_generation.max(source_generation),
             stored_at: generated_at(freshness.map(|f| f.initial_age).unwrap_or_default()),
             fresh_for: freshness.map(|f| f.lifetime).unwrap_or_default(),
+            unverified: false,
         };
         let purged = self
             .floors
@@ -1012,6 +1028,7 @@ mod tests {
                 source_generation: generation,
                 stored_at: Instant::now(),
                 fresh_for: Duration::from_secs(60),
+                unverified: false,
             },
         );
         miss.write(&Bytes::from_static(b"x"));

@@ -9,7 +9,14 @@
 //! - expiring after `invalidation.subscription_ttl_seconds` without a reader, so an
 //!   edge that vanished leaves nothing behind for long;
 //! - each message acknowledged only after its purge is applied: a message taken by an
-//!   edge that dies before purging comes back after the ack deadline.
+//!   edge that dies before purging comes back after the ack deadline;
+//! - kept at a clean stop when the edge has a disk tier: the edge will likely come
+//!   back with its disk, and what was published meanwhile must reach it.
+//!
+//! An edge with a disk tier that finds its subscription still there applies the
+//! backlog before it serves: then it has missed no purge, and the copies on its disk
+//! are served as they are. A new subscription means purges may have been missed, and
+//! every copy found on disk is revalidated with the origin before it is served.
 //!
 //! Messages carry no token: on Google Cloud, only the replicator's service account may
 //! publish on the topic (IAM does what the purge token does over HTTP).
@@ -27,6 +34,8 @@ use crate::EdgeState;
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
 /// Invalidations taken per pull.
 const PULL_BATCH: i32 = 100;
+/// Catching up at start ends when a pull brings nothing for this long.
+const CAUGHT_UP_AFTER_QUIET: Duration = Duration::from_secs(2);
 /// Wait after a failed pull; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -66,7 +75,7 @@ impl InvalidationListener {
     ) -> Result<InvalidationListener> {
         let client = pubsub::connect(&config.pubsub).await?;
         let subscription_id = subscription_id(state.region(), edge_id);
-        let subscription = pubsub::ensure_subscription(
+        let (subscription, reused) = pubsub::create_or_reuse_subscription(
             &client,
             &subscription_id,
             &config.invalidation.topic,
@@ -78,7 +87,18 @@ impl InvalidationListener {
             ),
         )
         .await?;
-        tracing::info!(subscription = %subscription_id, topic = %config.invalidation.topic, "reading invalidations");
+        tracing::info!(subscription = %subscription_id, topic = %config.invalidation.topic, reused, "reading invalidations");
+        if reused && state.has_disk_tier() {
+            match catch_up(&subscription, &state).await {
+                Ok(applied) => {
+                    tracing::info!(applied, "invalidations published while down applied");
+                    state.purges_caught_up();
+                }
+                Err(status) => {
+                    tracing::warn!(%status, "cannot read the invalidations published while down: copies found on disk will be revalidated");
+                }
+            }
+        }
         let stop = CancellationToken::new();
         let task = tokio::spawn(listen(subscription, state, stop.clone()));
         Ok(InvalidationListener {
@@ -155,6 +175,30 @@ async fn listen(subscription: pubsub::Subscription, state: EdgeState, stop: Canc
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+}
+
+/// Applies what the subscription holds, until a pull brings nothing. Returns how many
+/// invalidations were applied. A message handed to the last pull as it is cut short
+/// comes back after the ack deadline, and is applied then.
+async fn catch_up(
+    subscription: &pubsub::Subscription,
+    state: &EdgeState,
+) -> std::result::Result<usize, pubsub::Status> {
+    let mut applied = 0;
+    loop {
+        let pulled =
+            tokio::time::timeout(CAUGHT_UP_AFTER_QUIET, subscription.pull(PULL_BATCH, None)).await;
+        match pulled {
+            Ok(Ok(messages)) if !messages.is_empty() => {
+                applied += messages.len();
+                for message in messages {
+                    apply(state, message).await;
+                }
+            }
+            Ok(Ok(_)) | Err(_) => return Ok(applied),
+            Ok(Err(status)) => return Err(status),
         }
     }
 }

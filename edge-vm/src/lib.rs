@@ -26,6 +26,8 @@
 //! - `policy`: whether and how long a response may be stored.
 //! - `vary`: secondary keys.
 //! - `store`: where stored responses live (memory, bounded by bytes).
+//! - `disk`: the disk tier: files with checksums, found again after a restart.
+//! - `tiered`: memory in front of disk, as one store.
 //! - `cache_status`: `X-Cache`.
 //! - `serve`: the request handlers.
 //! - `purge`: the purge handler, and applying a purge however it arrives.
@@ -36,6 +38,7 @@ mod answer;
 mod cache_status;
 mod conditional;
 mod directives;
+mod disk;
 mod fill;
 mod front;
 mod hop;
@@ -48,6 +51,7 @@ mod purge;
 mod ranged;
 mod serve;
 mod store;
+mod tiered;
 mod vary;
 
 use std::future::Future;
@@ -63,12 +67,14 @@ use meridian_shared::tls::TlsConfig;
 use meridian_shared::{Bucket, ObjectName};
 use tokio::net::TcpListener;
 
+use crate::disk::DiskStore;
 use crate::front::{CacheFront, StaleDefaults};
 use crate::http_origin::HttpOrigin;
 use crate::metrics::EdgeMetrics;
 use crate::origin::{BucketOrigin, Origin};
 use crate::policy::CachePolicy;
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, Store};
+use crate::tiered::TieredStore;
 
 pub use cache_status::CacheStatus;
 pub use invalidations::{InvalidationListener, subscription_id};
@@ -86,6 +92,8 @@ struct EdgeInner {
     /// without a purge key).
     tokens: Option<TokenVerifier>,
     origin: OriginKind,
+    /// The disk tier, when there is one.
+    disk: Option<DiskStore>,
 }
 
 /// What the edge is in front of: what its paths mean and how purges name things.
@@ -107,13 +115,14 @@ const FILL_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 
 impl EdgeState {
     /// An edge of `region` serving `bucket`, accepting purges signed by the private
-    /// half of `purge_key` (the replicator's).
+    /// half of `purge_key` (the replicator's). With `settings.disk_dir`, its disk tier
+    /// is opened (and what it holds recovered) first; that is where this can fail.
     pub fn new(
         region: &str,
         bucket: Arc<dyn Bucket>,
         settings: &EdgeSettings,
         purge_key: &PurgePublicKey,
-    ) -> EdgeState {
+    ) -> meridian_shared::Result<EdgeState> {
         let default_lifetime = Duration::from_secs(settings.default_max_age_seconds);
         let origin = Box::new(BucketOrigin::new(bucket, region, default_lifetime));
         let policy = CachePolicy {
@@ -145,14 +154,14 @@ impl EdgeState {
             default_lifetime: None,
             heuristic_percent: settings.origin_heuristic_percent,
         };
-        Ok(EdgeState::build(
+        EdgeState::build(
             region,
             origin,
             OriginKind::Http,
             policy,
             settings,
             purge_key,
-        ))
+        )
     }
 
     fn build(
@@ -162,12 +171,23 @@ impl EdgeState {
         policy: CachePolicy,
         settings: &EdgeSettings,
         purge_key: Option<&PurgePublicKey>,
-    ) -> EdgeState {
+    ) -> meridian_shared::Result<EdgeState> {
         let metrics = Arc::new(EdgeMetrics::new());
-        let store = MemoryStore::counting_evictions(settings.cache_bytes, metrics.eviction_count());
+        let memory =
+            MemoryStore::counting_evictions(settings.cache_bytes, metrics.memory_evictions());
+        let disk = match &settings.disk_dir {
+            Some(dir) => {
+                Some(DiskStore::open(dir, settings.disk_bytes, metrics.disk_evictions())?.0)
+            }
+            None => None,
+        };
+        let store: Box<dyn Store> = match &disk {
+            Some(disk) => Box::new(TieredStore::new(memory, disk.clone())),
+            None => Box::new(memory),
+        };
         let front = CacheFront::new(
             origin,
-            Box::new(store),
+            store,
             policy,
             fill_budget_kib(settings),
             settings.stream_threshold_bytes,
@@ -177,13 +197,32 @@ impl EdgeState {
             },
             metrics.clone(),
         );
-        EdgeState(Arc::new(EdgeInner {
+        for (key, meta) in disk.iter().flat_map(DiskStore::variants) {
+            front.remember_variant(&key, &meta.headers);
+        }
+        Ok(EdgeState(Arc::new(EdgeInner {
             region: region.to_string(),
             front,
             metrics,
             tokens: purge_key.map(TokenVerifier::for_purges),
             origin: kind,
-        }))
+            disk,
+        })))
+    }
+
+    /// Whether this edge has a disk tier.
+    pub fn has_disk_tier(&self) -> bool {
+        self.0.disk.is_some()
+    }
+
+    /// Says the edge has missed no purge since its last run (its purge feed kept
+    /// what came meanwhile, and all of it is applied): the copies its disk tier found
+    /// at start are served without asking the origin first.
+    pub fn purges_caught_up(&self) {
+        if let Some(disk) = &self.0.disk {
+            disk.trust_recovered();
+            tracing::info!("no purge missed while down: copies found on disk are trusted");
+        }
     }
 
     /// The region this edge serves.

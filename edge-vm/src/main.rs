@@ -35,6 +35,10 @@ struct Args {
     /// PEM private key.
     #[arg(long, env = "MERIDIAN_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A directory for the disk tier (responses kept across restarts). Overrides
+    /// `edge.disk_dir`.
+    #[arg(long, env = "MERIDIAN_EDGE_DISK_DIR")]
+    disk_dir: Option<PathBuf>,
     /// This edge's id, unique in its region: names its invalidation subscription when
     /// `invalidation.via` is `pubsub`. Default: the host name (the VM's name).
     #[arg(long, env = "MERIDIAN_EDGE_ID")]
@@ -63,8 +67,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut config = meridian_shared::Config::load(args.config.as_deref())?;
     if let Some(origin) = args.origin {
         config.edge.origin = Some(origin);
-        config.validate()?;
     }
+    if let Some(dir) = args.disk_dir {
+        config.edge.disk_dir = Some(dir);
+    }
+    config.validate()?;
     let state = match (&config.edge.origin, &args.region) {
         (Some(origin), region) => {
             let label = region.as_deref().unwrap_or("origin");
@@ -91,7 +98,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 .region(name)
                 .with_context(|| format!("--region: {name:?} is not a configured region"))?;
             let bucket = meridian_shared::storage::open(&config, &region.bucket).await?;
-            meridian_edge::EdgeState::new(&region.name, bucket, &config.edge, &purge_key)
+            meridian_edge::EdgeState::new(&region.name, bucket, &config.edge, &purge_key)?
         }
         (None, None) => anyhow::bail!("--region is needed to serve a bucket (or give --origin)"),
     };
@@ -126,12 +133,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     meridian_edge::run(
         listener,
         tls,
-        state,
+        state.clone(),
         meridian_shared::function::shutdown_signal(),
     )
     .await?;
     if let Some(invalidations) = invalidations {
-        invalidations.stop().await?;
+        if state.has_disk_tier() {
+            // Back with its disk, the edge finds here what it must purge from it.
+            tracing::info!(
+                subscription = invalidations.subscription_id(),
+                "invalidation subscription kept for the next start"
+            );
+            invalidations.abandon().await;
+        } else {
+            invalidations.stop().await?;
+        }
     }
     Ok(())
 }

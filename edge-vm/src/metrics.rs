@@ -18,6 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::store::TierSize;
+
 /// Labels of a request: its status and what the cache did (`X-Cache`, or `NONE` for
 /// answers that never reached the cache: errors before it, purges, health).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +37,16 @@ pub struct PurgeLabels {
     pub kind: &'static str,
 }
 
+/// Labels of a store tier's figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabels {
+    /// `memory` or `disk`.
+    pub tier: &'static str,
+}
+
+/// The tiers, in the order their eviction counts are kept.
+const TIERS: [&str; 2] = ["memory", "disk"];
+
 /// The edge's metrics.
 pub struct EdgeMetrics {
     registry: Registry,
@@ -43,11 +55,13 @@ pub struct EdgeMetrics {
     origin_latency: Histogram,
     coalesced: Counter,
     purges: Family<PurgeLabels, Counter>,
-    store_bytes: Gauge,
-    store_entries: Gauge,
-    evictions: Counter,
-    evicted: Arc<AtomicU64>,
-    evictions_reported: AtomicU64,
+    store_bytes: Family<TierLabels, Gauge>,
+    store_entries: Family<TierLabels, Gauge>,
+    evictions: Family<TierLabels, Counter>,
+    /// Per tier (in [`TIERS`] order), evictions counted by the store, and how many of
+    /// them the counter has been given.
+    evicted: [Arc<AtomicU64>; 2],
+    evictions_reported: [AtomicU64; 2],
     open_connections: Gauge,
     connections: Arc<AtomicUsize>,
 }
@@ -83,22 +97,22 @@ impl EdgeMetrics {
         );
         let purges = Family::<PurgeLabels, Counter>::default();
         registry.register("purges", "Purges applied, by kind", purges.clone());
-        let store_bytes = Gauge::default();
+        let store_bytes = Family::<TierLabels, Gauge>::default();
         registry.register(
             "store_bytes",
-            "Bytes held by the memory store (bodies plus per-entry overhead)",
+            "Bytes held by each store tier (bodies plus per-entry overhead)",
             store_bytes.clone(),
         );
-        let store_entries = Gauge::default();
+        let store_entries = Family::<TierLabels, Gauge>::default();
         registry.register(
             "store_entries",
-            "Responses held by the memory store",
+            "Responses held by each store tier",
             store_entries.clone(),
         );
-        let evictions = Counter::default();
+        let evictions = Family::<TierLabels, Counter>::default();
         registry.register(
             "evictions",
-            "Stored responses evicted to stay within the memory budget",
+            "Stored responses evicted to stay within a tier's budget",
             evictions.clone(),
         );
         let open_connections = Gauge::default();
@@ -117,8 +131,8 @@ impl EdgeMetrics {
             store_bytes,
             store_entries,
             evictions,
-            evicted: Arc::new(AtomicU64::new(0)),
-            evictions_reported: AtomicU64::new(0),
+            evicted: Default::default(),
+            evictions_reported: Default::default(),
             open_connections,
             connections: Arc::new(AtomicUsize::new(0)),
         }
@@ -172,9 +186,14 @@ impl EdgeMetrics {
         self.purges.get_or_create(&PurgeLabels { kind }).inc();
     }
 
-    /// Where the store counts its evictions.
-    pub fn eviction_count(&self) -> Arc<AtomicU64> {
-        self.evicted.clone()
+    /// Where the memory tier counts its evictions.
+    pub fn memory_evictions(&self) -> Arc<AtomicU64> {
+        self.evicted[0].clone()
+    }
+
+    /// Where the disk tier counts its evictions.
+    pub fn disk_evictions(&self) -> Arc<AtomicU64> {
+        self.evicted[1].clone()
     }
 
     /// Where the server counts open connections.
@@ -182,16 +201,20 @@ impl EdgeMetrics {
         self.connections.clone()
     }
 
-    /// The metrics in the text format, the store's size being `store_bytes` and
-    /// `store_entries` now.
-    pub fn render(&self, store_bytes: u64, store_entries: u64) -> String {
-        self.store_bytes
-            .set(i64::try_from(store_bytes).unwrap_or(i64::MAX));
-        self.store_entries
-            .set(i64::try_from(store_entries).unwrap_or(i64::MAX));
-        let evicted = self.evicted.load(Ordering::Relaxed);
-        let reported = self.evictions_reported.swap(evicted, Ordering::Relaxed);
-        self.evictions.inc_by(evicted.saturating_sub(reported));
+    /// The metrics in the text format, the store's tiers holding `sizes` now.
+    pub fn render(&self, sizes: &[TierSize]) -> String {
+        for size in sizes {
+            let labels = TierLabels { tier: size.tier };
+            (self.store_bytes.get_or_create(&labels))
+                .set(i64::try_from(size.bytes).unwrap_or(i64::MAX));
+            (self.store_entries.get_or_create(&labels))
+                .set(i64::try_from(size.entries).unwrap_or(i64::MAX));
+            if let Some(at) = TIERS.iter().position(|&tier| tier == size.tier) {
+                let evicted = self.evicted[at].load(Ordering::Relaxed);
+                let reported = self.evictions_reported[at].swap(evicted, Ordering::Relaxed);
+                (self.evictions.get_or_create(&labels)).inc_by(evicted.saturating_sub(reported));
+            }
+        }
         self.open_connections
             .set(i64::try_from(self.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         let mut text = String::new();
@@ -238,14 +261,19 @@ mod tests {
             );
         }
         metrics.origin_answered(Duration::from_millis(3));
-        metrics.eviction_count().fetch_add(2, Ordering::Relaxed);
-        let text = metrics.render(4096, 3);
+        metrics.memory_evictions().fetch_add(2, Ordering::Relaxed);
+        let memory = TierSize {
+            tier: "memory",
+            bytes: 4096,
+            entries: 3,
+        };
+        let text = metrics.render(&[memory]);
         for line in [
             "meridian_edge_requests_total{status=\"200\",cache=\"HIT\"} 3",
             "meridian_edge_response_body_bytes_total 30",
             "meridian_edge_origin_request_duration_seconds_count 1",
-            "meridian_edge_store_bytes 4096",
-            "meridian_edge_evictions_total 2",
+            "meridian_edge_store_bytes{tier=\"memory\"} 4096",
+            "meridian_edge_evictions_total{tier=\"memory\"} 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -255,9 +283,9 @@ mod tests {
         // Evictions are reported once, not again on the next scrape.
         assert!(
             metrics
-                .render(0, 0)
+                .render(&[memory])
                 .lines()
-                .any(|l| l == "meridian_edge_evictions_total 2")
+                .any(|l| l == "meridian_edge_evictions_total{tier=\"memory\"} 2")
         );
     }
 }

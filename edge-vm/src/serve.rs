@@ -76,8 +76,8 @@ pub async fn health(State(state): State<EdgeState>) -> Response {
 
 /// `GET /_meridian/metrics`: the edge's metrics in the Prometheus text format.
 pub async fn metrics(State(state): State<EdgeState>) -> Response {
-    let (bytes, entries) = state.front().store_size().await;
-    let text = state.metrics().render(bytes, entries);
+    let sizes = state.front().store_size().await;
+    let text = state.metrics().render(&sizes);
     (
         [(header::CONTENT_TYPE, meridian_shared::metrics::CONTENT_TYPE)],
         text,

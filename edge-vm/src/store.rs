@@ -27,6 +27,9 @@ pub struct StoredMeta {
     pub stored_at: Instant,
     /// How long it stays fresh.
     pub fresh_for: Duration,
+    /// Found on disk after a restart, possibly purged while the edge was down: never
+    /// served without asking the origin.
+    pub unverified: bool,
 }
 
 impl StoredMeta {
@@ -93,8 +96,19 @@ pub trait Store: Send + Sync {
     async fn remove(&self, key: &str);
     /// Drops every key starting with `prefix` (`""`: all). Returns how many.
     async fn remove_prefix(&self, prefix: &str) -> usize;
-    /// Bytes held (bodies plus per-entry overhead) and entries, now.
-    async fn size(&self) -> (u64, u64);
+    /// Bytes held (bodies plus per-entry overhead) and entries, now, per tier.
+    async fn size(&self) -> Vec<TierSize>;
+}
+
+/// What one tier of a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierSize {
+    /// `memory` or `disk`.
+    pub tier: &'static str,
+    /// Bytes held, bodies plus per-entry overhead.
+    pub bytes: u64,
+    /// Responses held.
+    pub entries: u64,
 }
 
 /// The keys among `entries` (a moka cache's) that start with `prefix`.
@@ -191,12 +205,18 @@ impl MissWriter for MemoryMiss {
                 whole.freeze()
             }
         };
-        let entry = Arc::new(MemoryEntry {
-            meta: Arc::new(meta),
-            body,
-        });
-        store.entries.insert(key, entry).await;
+        store.insert(key, Arc::new(meta), body).await;
         true
+    }
+}
+
+impl MemoryStore {
+    /// Stores `body` with `meta` under `key` (a miss finished, or a copy brought up
+    /// from disk).
+    pub async fn insert(&self, key: String, meta: Arc<StoredMeta>, body: Bytes) {
+        self.entries
+            .insert(key, Arc::new(MemoryEntry { meta, body }))
+            .await;
     }
 }
 
@@ -250,10 +270,14 @@ impl Store for MemoryStore {
         keys.len()
     }
 
-    async fn size(&self) -> (u64, u64) {
+    async fn size(&self) -> Vec<TierSize> {
         // moka's counts lag behind until its pending work runs (scrapes are rare).
         self.entries.run_pending_tasks().await;
-        (self.entries.weighted_size(), self.entries.entry_count())
+        vec![TierSize {
+            tier: "memory",
+            bytes: self.entries.weighted_size(),
+            entries: self.entries.entry_count(),
+        }]
     }
 }
 
@@ -269,6 +293,7 @@ mod tests {
             source_generation: 1,
             stored_at: Instant::now(),
             fresh_for,
+            unverified: false,
         }
     }
 

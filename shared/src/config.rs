@@ -383,6 +383,12 @@ pub struct EdgeSettings {
     /// usual), at most 100. Default: 0 (off: such responses are stored only to be
     /// revalidated on every use, when they have a validator).
     pub origin_heuristic_percent: u32,
+    /// A directory for the disk tier: stored responses are also written there and
+    /// survive a restart. Default: none (memory only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_dir: Option<std::path::PathBuf>,
+    /// Byte budget of the disk tier (bodies plus metadata). Default: 10 GiB.
+    pub disk_bytes: u64,
 }
 
 impl Default for EdgeSettings {
@@ -395,6 +401,8 @@ impl Default for EdgeSettings {
             stale_if_error_seconds: 0,
             origin: None,
             origin_heuristic_percent: 0,
+            disk_dir: None,
+            disk_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -788,6 +796,12 @@ impl Config {
         }
         if self.edge.cache_bytes == 0 {
             return bad("edge.cache_bytes".into(), "must be greater than 0".into());
+        }
+        if self.edge.disk_dir.is_some() && self.edge.disk_bytes < 1024 * 1024 {
+            return bad(
+                "edge.disk_bytes".into(),
+                "must be at least 1048576 (1 MiB) when edge.disk_dir is set".into(),
+            );
         }
         if self.edge.stream_threshold_bytes == 0 {
             return bad(

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use gcloud_gax::conn::Environment;
-use gcloud_gax::grpc::{Code, Status};
+use gcloud_gax::grpc::Code;
 use gcloud_pubsub::client::{Client, ClientConfig};
 
 use gcloud_pubsub::subscriber::SubscriberConfig;
@@ -16,6 +16,7 @@ use gcloud_pubsub::topic::Topic;
 use crate::config::PubSubSettings;
 use crate::error::{Error, Result};
 
+pub use gcloud_gax::grpc::Status;
 use gcloud_googleapis::pubsub::v1::ExpirationPolicy;
 pub use gcloud_googleapis::pubsub::v1::PubsubMessage;
 pub use gcloud_pubsub::client::Client as PubSubClient;
@@ -68,9 +69,22 @@ pub async fn ensure_subscription(
     topic: &str,
     settings: SubscriptionConfig,
 ) -> Result<Subscription> {
+    Ok(create_or_reuse_subscription(client, id, topic, settings)
+        .await?
+        .0)
+}
+
+/// As [`ensure_subscription`], also saying whether the subscription already existed
+/// (and so holds what was published since it was made).
+pub async fn create_or_reuse_subscription(
+    client: &Client,
+    id: &str,
+    topic: &str,
+    settings: SubscriptionConfig,
+) -> Result<(Subscription, bool)> {
     match client.create_subscription(id, topic, settings, None).await {
-        Ok(subscription) => Ok(subscription),
-        Err(status) if status.code() == Code::AlreadyExists => Ok(client.subscription(id)),
+        Ok(subscription) => Ok((subscription, false)),
+        Err(status) if status.code() == Code::AlreadyExists => Ok((client.subscription(id), true)),
         Err(status) => Err(status_error(format!("creating subscription {id}"), status)),
     }
 }

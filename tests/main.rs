@@ -13,6 +13,7 @@
 //! - `container_contract`: every binary serves on `$PORT`, logs JSON, drains on SIGTERM.
 //! - `convergence`: any mangled event stream plus one sync leaves every region equal.
 //! - `credentials`: Cloud Storage credentials against a stand-in token endpoint.
+//! - `disk_tier`: the edge's disk across restarts, missed purges and damaged files.
 //! - `discovery`: boot's edges from a stand-in Compute Engine API.
 //! - `edge_cache`: coalesced streamed misses, conditionals and ranges at the edge.
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
@@ -31,6 +32,7 @@ mod container_contract;
 mod convergence;
 mod credentials;
 mod discovery;
+mod disk_tier;
 mod edge_cache;
 mod end_to_end;
 mod harness;

@@ -13,14 +13,17 @@
 //! - kept at a clean stop when the edge has a disk tier: the edge will likely come
 //!   back with its disk, and what was published meanwhile must reach it.
 //!
-//! An edge with a disk tier that finds its subscription still there applies the
-//! backlog before it serves: then it has missed no purge, and the copies on its disk
-//! are served as they are. A new subscription means purges may have been missed, and
-//! every copy found on disk is revalidated with the origin before it is served.
+//! An edge with a disk tier that finds its subscription still there has missed no
+//! purge once the backlog is applied: from then on, the copies found on its disk are
+//! served as they are (until then, each is revalidated with the origin first). A new
+//! subscription means purges may have been missed, and every copy found on disk is
+//! revalidated before it is served.
 //!
 //! Messages carry no token: on Google Cloud, only the replicator's service account may
 //! publish on the topic (IAM does what the purge token does over HTTP).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use meridian_shared::pubsub::{self, PubSubClient, ReceivedMessage};
@@ -34,8 +37,13 @@ use crate::EdgeState;
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
 /// Invalidations taken per pull.
 const PULL_BATCH: i32 = 100;
-/// Catching up at start ends when a pull brings nothing for this long.
-const CAUGHT_UP_AFTER_QUIET: Duration = Duration::from_secs(2);
+/// The backlog found at start counts as applied once the listener has read for this
+/// long: a message handed to the previous run's last pull (cut short when it stopped)
+/// is delivered again one ack deadline after it was handed out, and the Pub/Sub
+/// emulator has been seen to take a few seconds more...
+const BACKLOG_AT_MOST: Duration = Duration::from_secs(2 * ACK_DEADLINE.as_secs());
+/// ...and nothing has arrived for this long.
+const BACKLOG_QUIET: Duration = Duration::from_secs(2);
 /// Wait after a failed pull; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -46,6 +54,8 @@ pub struct InvalidationListener {
     subscription_id: String,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    /// Becomes true once the backlog found at start is applied.
+    backlog_applied: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The subscription id of edge `edge_id` of `region`: stable, so an edge restarted
@@ -88,25 +98,35 @@ impl InvalidationListener {
         )
         .await?;
         tracing::info!(subscription = %subscription_id, topic = %config.invalidation.topic, reused, "reading invalidations");
-        if reused && state.has_disk_tier() {
-            match catch_up(&subscription, &state).await {
-                Ok(applied) => {
-                    tracing::info!(applied, "invalidations published while down applied");
-                    state.purges_caught_up();
-                }
-                Err(status) => {
-                    tracing::warn!(%status, "cannot read the invalidations published while down: copies found on disk will be revalidated");
-                }
-            }
-        }
         let stop = CancellationToken::new();
-        let task = tokio::spawn(listen(subscription, state, stop.clone()));
+        let activity = Arc::new(Activity::default());
+        let task = tokio::spawn(listen(
+            subscription,
+            state.clone(),
+            activity.clone(),
+            stop.clone(),
+        ));
+        let (applied, backlog_applied) = tokio::sync::watch::channel(false);
+        if reused && state.has_disk_tier() {
+            tokio::spawn(trust_once_caught_up(state, activity, applied, stop.clone()));
+        } else {
+            // Nothing to catch up on: a new subscription cannot hold what was missed.
+            applied.send_replace(true);
+        }
         Ok(InvalidationListener {
             client,
             subscription_id,
             stop,
             task,
+            backlog_applied,
         })
+    }
+
+    /// Waits until the invalidations published while the edge was down are applied
+    /// (at once when there was no backlog to wait for).
+    pub async fn backlog_applied(&self) {
+        let mut applied = self.backlog_applied.clone();
+        let _ = applied.wait_for(|applied| *applied).await;
     }
 
     /// The subscription's id.
@@ -148,10 +168,15 @@ impl InvalidationListener {
 
 /// Pulls and applies invalidations until `stop`. Long-polling unary pulls rather than a
 /// streaming pull: a cancelled streaming pull leaves its request half open (the client
-/// library keeps pinging on it), and the emulator goes on handing messages to it; a
-/// cancelled unary pull is simply gone, so an edge stopped in-process leaves nothing
-/// behind that could swallow its invalidations.
-async fn listen(subscription: pubsub::Subscription, state: EdgeState, stop: CancellationToken) {
+/// library keeps pinging on it), and the emulator goes on handing messages to it for
+/// good; a cancelled unary pull may still be handed the messages of that moment, but
+/// they come back after their ack deadline.
+async fn listen(
+    subscription: pubsub::Subscription,
+    state: EdgeState,
+    activity: Arc<Activity>,
+    stop: CancellationToken,
+) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let pulled = tokio::select! {
@@ -163,11 +188,16 @@ async fn listen(subscription: pubsub::Subscription, state: EdgeState, stop: Canc
                 backoff = FIRST_BACKOFF;
                 // Applied in order, each acknowledged after its purge; a stop waits for
                 // the batch in hand, so nothing taken is left unapplied.
+                if !messages.is_empty() {
+                    activity.took_messages();
+                }
                 for message in messages {
                     apply(&state, message).await;
                 }
+                activity.applied();
             }
             Err(status) => {
+                activity.failed();
                 tracing::warn!(subscription = %subscription.id(), %status, "cannot read invalidations; trying again");
                 tokio::select! {
                     () = tokio::time::sleep(meridian_shared::outbound::with_jitter(backoff)) => {}
@@ -179,27 +209,73 @@ async fn listen(subscription: pubsub::Subscription, state: EdgeState, stop: Canc
     }
 }
 
-/// Applies what the subscription holds, until a pull brings nothing. Returns how many
-/// invalidations were applied. A message handed to the last pull as it is cut short
-/// comes back after the ack deadline, and is applied then.
-async fn catch_up(
-    subscription: &pubsub::Subscription,
-    state: &EdgeState,
-) -> std::result::Result<usize, pubsub::Status> {
-    let mut applied = 0;
-    loop {
-        let pulled =
-            tokio::time::timeout(CAUGHT_UP_AFTER_QUIET, subscription.pull(PULL_BATCH, None)).await;
-        match pulled {
-            Ok(Ok(messages)) if !messages.is_empty() => {
-                applied += messages.len();
-                for message in messages {
-                    apply(state, message).await;
-                }
-            }
-            Ok(Ok(_)) | Err(_) => return Ok(applied),
-            Ok(Err(status)) => return Err(status),
+/// When the listener last took messages, whether it is applying some now, and
+/// whether its last pull failed.
+#[derive(Default)]
+struct Activity {
+    last: std::sync::Mutex<Option<tokio::time::Instant>>,
+    applying: AtomicBool,
+    failing: AtomicBool,
+}
+
+impl Activity {
+    fn took_messages(&self) {
+        self.applying.store(true, Ordering::SeqCst);
+        *self.lock() = Some(tokio::time::Instant::now());
+    }
+
+    fn applied(&self) {
+        *self.lock() = Some(tokio::time::Instant::now());
+        self.applying.store(false, Ordering::SeqCst);
+        self.failing.store(false, Ordering::SeqCst);
+    }
+
+    fn failed(&self) {
+        self.failing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether nothing was taken for [`BACKLOG_QUIET`], nothing is being applied, and
+    /// the subscription can be read.
+    fn quiet(&self) -> bool {
+        !self.applying.load(Ordering::SeqCst)
+            && !self.failing.load(Ordering::SeqCst)
+            && self
+                .lock()
+                .is_none_or(|last| last.elapsed() >= BACKLOG_QUIET)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Once the listener has read for [`BACKLOG_AT_MOST`] and gone quiet, the backlog
+/// published while the edge was down is applied: the copies found on its disk are
+/// trusted from then on.
+async fn trust_once_caught_up(
+    state: EdgeState,
+    activity: Arc<Activity>,
+    applied: tokio::sync::watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    tracing::info!(
+        seconds = BACKLOG_AT_MOST.as_secs(),
+        "applying what was published while down; until then, copies found on disk are revalidated"
+    );
+    let mut wait = BACKLOG_AT_MOST;
+    while !stop.is_cancelled() {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
         }
+        if activity.quiet() {
+            state.purges_caught_up();
+            applied.send_replace(true);
+            return;
+        }
+        wait = BACKLOG_QUIET;
     }
 }
 

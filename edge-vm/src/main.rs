@@ -45,6 +45,10 @@ struct Args {
     id: Option<String>,
 }
 
+/// How long the edge waits for the invalidations published while it was down before
+/// it serves anyway.
+const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How often the certificate files are looked at for a new pair.
 const CERTIFICATE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -109,7 +113,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 Some(id) => id,
                 None => host_name()?,
             };
-            Some(meridian_edge::InvalidationListener::start(&config, &id, state.clone()).await?)
+            let listener =
+                meridian_edge::InvalidationListener::start(&config, &id, state.clone()).await?;
+            // With a disk tier, what was published while the edge was down is applied
+            // before it serves, so it serves its disk without asking the origin. If that
+            // takes too long, it serves anyway, revalidating what it found on disk.
+            if tokio::time::timeout(BACKLOG_WAIT, listener.backlog_applied())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    seconds = BACKLOG_WAIT.as_secs(),
+                    "invalidations published while down still not applied: serving, copies found on disk are revalidated until they are"
+                );
+            }
+            Some(listener)
         }
         InvalidationTransport::Http => None,
     };

@@ -206,6 +206,12 @@ impl DiskStore {
             .collect()
     }
 
+    /// The metadata of `key`'s stored response, from the index (unverified or not:
+    /// what a purge looks at).
+    pub fn peek(&self, key: &str) -> Option<Arc<StoredMeta>> {
+        Some(self.0.index.get(key)?.current().meta)
+    }
+
     /// Whether a body of `size` bytes can be stored at all.
     pub fn fits(&self, size: u64) -> bool {
         size + ENTRY_OVERHEAD <= self.0.budget
@@ -270,25 +276,18 @@ impl DiskStore {
         let record = self.file_meta(key, &meta, verified_ms);
         let _one_at_a_time = self.0.rewriting.lock().await;
         let (file, body_len, body_crc) = (entry.file.clone(), entry.body_len, entry.body_crc);
-        let rewritten =
-            tokio::task::spawn_blocking(move || rewrite_meta(&file, body_len, body_crc, &record))
-                .await;
+        let rewritten = blocking(move || rewrite_meta(&file, body_len, body_crc, &record)).await;
         match rewritten {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 *entry.lock() = Current {
                     meta: Arc::new(meta),
                     verified_ms,
                 };
                 true
             }
-            failed => {
+            Err(e) => {
                 // A file half rewritten fails its checks: drop it now.
-                let cause = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(())) => String::new(),
-                };
-                tracing::warn!(key, cause, "cannot rewrite a disk copy's metadata; dropped");
+                tracing::warn!(key, cause = %e, "cannot rewrite a disk copy's metadata; dropped");
                 self.remove(key).await;
                 false
             }
@@ -299,7 +298,11 @@ impl DiskStore {
     pub async fn remove(&self, key: &str) {
         if let Some(entry) = self.0.index.remove(key) {
             let file = entry.file.clone();
-            let _ = tokio::task::spawn_blocking(move || delete(&file)).await;
+            let _ = blocking(move || {
+                delete(&file);
+                Ok(())
+            })
+            .await;
         }
     }
 
@@ -437,20 +440,18 @@ impl DiskStore {
         })
     }
 
-    /// Writes a new file for `key` and indexes it (replacing, and deleting, any older one).
+    /// Writes a new file for `key` and indexes it (replacing, and deleting, any older
+    /// one). If it cannot, the older one goes too: memory may hold the new copy, and
+    /// the disk must not bring the old one back once memory lets it go.
     async fn store(&self, key: String, meta: StoredMeta, body: Vec<Bytes>, size: u64) -> bool {
         let verified_ms = self.now_ms();
         let record = self.file_meta(&key, &meta, verified_ms);
         let dir = self.0.dir.clone();
-        let written = tokio::task::spawn_blocking(move || write_file(&dir, &body, &record)).await;
-        let (file, body_crc) = match written {
-            Ok(Ok(written)) => written,
-            Ok(Err(e)) => {
-                tracing::warn!(key, cause = %e, "cannot write a disk copy");
-                return false;
-            }
+        let (file, body_crc) = match blocking(move || write_file(&dir, &body, &record)).await {
+            Ok(written) => written,
             Err(e) => {
                 tracing::warn!(key, cause = %e, "cannot write a disk copy");
+                self.remove(&key).await;
                 return false;
             }
         };
@@ -514,6 +515,8 @@ impl MissWriter for DiskMiss {
             size,
         } = *self;
         if !store.fits(size) {
+            // An older copy must not outlive the one that replaced it elsewhere.
+            store.remove(&key).await;
             return false;
         }
         store.store(key, meta, body, size).await
@@ -663,6 +666,15 @@ fn write_meta(
     };
     out.write_all(&json)?;
     out.write_all(&footer.encode())
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// The first `len` bytes of `file`; an error if it is shorter.
@@ -957,6 +969,22 @@ mod tests {
             body_of(&store, "k").await.expect("stored").0.as_ref(),
             b"new"
         );
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_cannot_be_written_takes_the_older_one_away() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), 1 << 20);
+        assert!(put(&store, "k", b"old").await);
+        // Writes go through tmp/: with a file in its place, none can succeed.
+        fs::remove_dir_all(dir.path().join("tmp")).expect("rm tmp");
+        fs::write(dir.path().join("tmp"), b"in the way").expect("file");
+        assert!(!put(&store, "k", b"new").await);
+        assert!(
+            store.peek("k").is_none(),
+            "memory may hold the new copy: the old one must not come back from disk"
+        );
+        assert!(files_under(&dir.path().join("objects")).is_empty());
     }
 
     #[test]

@@ -663,10 +663,10 @@ impl CacheFront {
         let variants = shared.vary.forget(key);
         for stored_key in variants.iter().map(String::as_str).chain([key]) {
             shared.fills.forget(stored_key);
-            let Some(hit) = shared.store.lookup(stored_key).await else {
+            let Some(meta) = shared.store.peek(stored_key).await else {
                 continue;
             };
-            if older_than.is_some_and(|limit| hit.meta.source_generation >= limit) {
+            if older_than.is_some_and(|limit| meta.source_generation >= limit) {
                 continue;
             }
             shared.store.remove(stored_key).await;

@@ -85,6 +85,9 @@ pub trait MissWriter: Send {
 pub trait Store: Send + Sync {
     /// The stored response for `key`, fresh or not.
     async fn lookup(&self, key: &str) -> Option<Hit>;
+    /// The metadata of `key`'s stored response, without reading its body (what a purge
+    /// looks at).
+    async fn peek(&self, key: &str) -> Option<Arc<StoredMeta>>;
     /// Whether a body of `size` bytes can be stored at all.
     fn fits(&self, size: u64) -> bool;
     /// A writer storing `meta` and the body written to it under `key`.
@@ -228,6 +231,10 @@ impl Store for MemoryStore {
             meta: entry.meta.clone(),
             body: Payload::Bytes(entry.body.clone()),
         })
+    }
+
+    async fn peek(&self, key: &str) -> Option<Arc<StoredMeta>> {
+        Some(self.entries.get(key).await?.meta.clone())
     }
 
     fn fits(&self, size: u64) -> bool {

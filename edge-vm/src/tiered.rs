@@ -5,6 +5,8 @@
 //! does not push out the ones requested often; the disk, far larger, keeps them all
 //! until its own budget evicts the least recently used.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -61,6 +63,15 @@ impl Store for TieredStore {
                 .await;
         }
         Some(hit)
+    }
+
+    async fn peek(&self, key: &str) -> Option<Arc<StoredMeta>> {
+        // The disk never holds an older copy than memory: a copy that could not be
+        // written there takes the older one away (`DiskStore::store`).
+        match self.memory.peek(key).await {
+            Some(meta) => Some(meta),
+            None => self.disk.peek(key),
+        }
     }
 
     fn fits(&self, size: u64) -> bool {

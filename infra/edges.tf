@@ -36,7 +36,9 @@ resource "google_compute_instance_template" "edge" {
     boot         = true
     auto_delete  = true
     disk_type    = "pd-balanced"
-    disk_size_gb = 10
+    # The system's 10 GB, plus the edge's disk tier (under /var, which COS keeps across
+    # reboots; a VM replaced by an update or autohealing starts with an empty one).
+    disk_size_gb = 10 + var.edge_disk_cache_gb
   }
 
   network_interface {

@@ -28,6 +28,9 @@ locals {
     regions     = var.regions
     buckets     = local.buckets
     purge_key   = var.purge_public_key
+    # The disk tier's budget, a little under its share of the boot disk (file system
+    # overhead).
+    edge_disk_bytes = floor(var.edge_disk_cache_gb * 0.9 * 1024 * 1024 * 1024)
     # The topic's short name: the config names topics within [pubsub] project.
     invalidation_topic = google_pubsub_topic.invalidations.name
   })

@@ -91,6 +91,17 @@ variable "edge_boot_image" {
   default     = "cos-cloud/cos-stable"
 }
 
+variable "edge_disk_cache_gb" {
+  description = "Size of each edge VM's disk tier (GiB): its cache survives restarts and reboots there. The boot disk grows by as much."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.edge_disk_cache_gb >= 1
+    error_message = "edge_disk_cache_gb must be at least 1."
+  }
+}
+
 variable "edge_min_replicas" {
   description = "Fewest edge VMs per region."
   type        = number

@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo run --release -p meridian-edge --example zipf_hit_ratio`
 //! Env: OBJECTS (10000), OBJECT_BYTES (4096), CACHE_PERCENT (10), REQUESTS (200000),
-//! ZIPF_S (0.9), CONCURRENCY (32).
+//! ZIPF_S (0.9), CONCURRENCY (32), DISK_PERCENT (0: memory only; else a disk tier of
+//! that share of the working set behind the memory one, in a temporary directory).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use meridian_shared::config::{EdgeSettings, OutboundSettings};
 
 /// Bytes the store counts per entry beyond its body (as the memory store does).
 const ENTRY_OVERHEAD: u64 = 512;
+/// Bytes the disk tier counts per entry beyond its body.
+const DISK_ENTRY_OVERHEAD: u64 = 4096;
 
 fn setting(name: &str, default: f64) -> f64 {
     std::env::var(name)
@@ -108,6 +111,9 @@ async fn main() {
     let concurrency = setting("CONCURRENCY", 32.0) as usize;
     let working_set = objects as u64 * (object_bytes + ENTRY_OVERHEAD);
     let budget = (working_set as f64 * cache_percent / 100.0) as u64;
+    let disk_percent = setting("DISK_PERCENT", 0.0);
+    let disk_bytes = (working_set as f64 * disk_percent / 100.0) as u64;
+    let disk_dir = tempfile::tempdir().expect("a temporary directory");
 
     let mut zipf = Zipf::new(objects, s, 0x5eed);
     let trace: Vec<usize> = (0..requests).map(|_| zipf.next()).collect();
@@ -128,6 +134,8 @@ async fn main() {
     // The edge, with a memory budget smaller than the working set.
     let settings = EdgeSettings {
         cache_bytes: budget,
+        disk_dir: (disk_bytes > 0).then(|| disk_dir.path().to_path_buf()),
+        disk_bytes,
         ..EdgeSettings::default()
     };
     let edge = EdgeState::for_http_origin(
@@ -151,7 +159,7 @@ async fn main() {
 
     eprintln!(
         "{requests} requests over {objects} objects of {object_bytes} B (Zipf s={s}; {distinct} distinct asked); \
-         cache {cache_percent}% of the working set ({budget} B)"
+         cache {cache_percent}% of the working set ({budget} B), disk {disk_percent}% ({disk_bytes} B)"
     );
     let client = reqwest::Client::new();
     let trace = Arc::new(trace);
@@ -186,14 +194,33 @@ async fn main() {
     let edge_misses = origin_requests.load(Ordering::Relaxed);
     let lru = lru_misses(&trace, object_bytes, budget);
     let ratio = |misses: u64| 100.0 * (1.0 - misses as f64 / requests as f64);
+    let store = if disk_bytes > 0 {
+        "memory with TinyLFU admission, then disk"
+    } else {
+        "memory store, TinyLFU admission"
+    };
     println!(
-        "edge (memory store, TinyLFU admission): hit ratio {:.1} %, origin requests {edge_misses}",
+        "edge ({store}): hit ratio {:.1} %, origin requests {edge_misses}",
         ratio(edge_misses)
     );
     println!(
-        "plain LRU, same budget and sequence:    hit ratio {:.1} %, origin requests {lru}",
+        "plain LRU, the memory budget, same sequence: hit ratio {:.1} %, origin requests {lru}",
         ratio(lru)
     );
+    if disk_bytes > 0 {
+        // The disk counts 4 KiB per file beyond its body (a file system block): an LRU
+        // holding as many objects as the disk tier can.
+        let disk_objects = disk_bytes / (object_bytes + DISK_ENTRY_OVERHEAD);
+        let lru_disk = lru_misses(
+            &trace,
+            object_bytes,
+            disk_objects * (object_bytes + ENTRY_OVERHEAD),
+        );
+        println!(
+            "plain LRU holding as many objects as the disk ({disk_objects}): hit ratio {:.1} %, origin requests {lru_disk}",
+            ratio(lru_disk)
+        );
+    }
     println!(
         "({:.1} s; the edge's figure includes misses of concurrent requests for one object that were coalesced into one)",
         started.elapsed().as_secs_f64()

@@ -94,6 +94,8 @@ struct EdgeInner {
     origin: OriginKind,
     /// The disk tier, when there is one.
     disk: Option<DiskStore>,
+    /// Connections at once, in all and per client address.
+    max_connections: (usize, usize),
 }
 
 /// What the edge is in front of: what its paths mean and how purges name things.
@@ -207,6 +209,10 @@ impl EdgeState {
             tokens: purge_key.map(TokenVerifier::for_purges),
             origin: kind,
             disk,
+            max_connections: (
+                settings.max_connections,
+                settings.max_connections_per_address,
+            ),
         })))
     }
 
@@ -238,9 +244,13 @@ impl EdgeState {
         &self.0.metrics
     }
 
-    /// Server options that count this edge's open connections in its metrics.
+    /// Server options with this edge's connection limits, counting its open
+    /// connections in its metrics.
     pub fn serve_options(&self) -> ServeOptions {
+        let (max_connections, max_connections_per_address) = self.0.max_connections;
         ServeOptions {
+            max_connections,
+            max_connections_per_address,
             open_connections: Some(self.0.metrics.connection_count()),
             ..ServeOptions::default()
         }
@@ -300,6 +310,24 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_takes_the_connection_limits_from_the_settings() {
+        let settings = EdgeSettings {
+            max_connections: 100,
+            max_connections_per_address: 7,
+            ..EdgeSettings::default()
+        };
+        let key = meridian_shared::auth::PurgeSigningKey::generate().expect("key");
+        let bucket = Arc::new(meridian_shared::storage::MemoryBucket::new("b-test"));
+        let edge = EdgeState::new("r", bucket, &settings, key.public_key()).expect("edge");
+        let options = edge.serve_options();
+        assert_eq!(
+            (options.max_connections, options.max_connections_per_address),
+            (100, 7)
+        );
+        assert!(options.open_connections.is_some());
+    }
 
     #[test]
     fn fill_budget_is_bounded_by_the_cache_and_covers_one_object() {

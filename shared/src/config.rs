@@ -389,6 +389,12 @@ pub struct EdgeSettings {
     pub disk_dir: Option<std::path::PathBuf>,
     /// Byte budget of the disk tier (bodies plus metadata). Default: 10 GiB.
     pub disk_bytes: u64,
+    /// Client connections served at once; more wait in the accept queue. Each open
+    /// connection costs about 30 KiB (plain HTTP) to 45 KiB (TLS): size this with the
+    /// memory tier to the machine. Default: 4096.
+    pub max_connections: usize,
+    /// Connections one client address may hold at once. Default: 1024.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for EdgeSettings {
@@ -403,6 +409,8 @@ impl Default for EdgeSettings {
             origin_heuristic_percent: 0,
             disk_dir: None,
             disk_bytes: 10 * 1024 * 1024 * 1024,
+            max_connections: 4096,
+            max_connections_per_address: 1024,
         }
     }
 }
@@ -796,6 +804,15 @@ impl Config {
         }
         if self.edge.cache_bytes == 0 {
             return bad("edge.cache_bytes".into(), "must be greater than 0".into());
+        }
+        if self.edge.max_connections == 0
+            || self.edge.max_connections_per_address == 0
+            || self.edge.max_connections_per_address > self.edge.max_connections
+        {
+            return bad(
+                "edge.max_connections_per_address".into(),
+                "both connection limits must be at least 1, the share per address at most the total".into(),
+            );
         }
         if self.edge.disk_dir.is_some() && self.edge.disk_bytes < 1024 * 1024 {
             return bad(

@@ -19,7 +19,7 @@ use meridian_shared::config::{EdgeSettings, InvalidationTransport, OutboundSetti
 use meridian_shared::{Config, pubsub};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{scrape, serve_plain};
+use crate::harness::{binary, free_port, scrape, serve_plain};
 
 /// An origin that serves each path's current body with an ETag and an hour of
 /// freshness, and logs every request with whether it was conditional.
@@ -452,5 +452,60 @@ async fn with_no_room_in_memory_hits_come_from_disk() {
     assert_eq!(metrics[r#"meridian_edge_store_entries{tier="disk"}"#], 1.0);
     assert_eq!(origin.asked("/only-on-disk"), [false]);
     stop.cancel();
+    origin_stop.cancel();
+}
+
+/// Starts the `meridian-edge` binary in front of `origin` with its disk tier in `dir`,
+/// and waits until it answers.
+async fn edge_binary(origin: &str, dir: &Path, port: u16) -> tokio::process::Child {
+    let edge = tokio::process::Command::new(binary("meridian-edge"))
+        .args(["--origin", origin, "--addr", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
+        .arg("--disk-dir")
+        .arg(dir)
+        .env_remove("MERIDIAN_CONFIG")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("edge starts");
+    for _ in 0..200 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok()
+        {
+            return edge;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the edge never listened");
+}
+
+#[tokio::test]
+async fn the_edge_binary_killed_outright_comes_back_with_its_disk() {
+    let origin_stop = CancellationToken::new();
+    let (origin, origin_url) = Origin::start(&origin_stop).await;
+    origin.set("/crash.txt", "still here after a crash");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/crash.txt");
+
+    let mut edge = edge_binary(&origin_url, dir.path(), port).await;
+    assert_eq!(get(&url).await.0, "MISS");
+    until_on_disk(&format!("http://127.0.0.1:{port}"), 1.0).await;
+    // SIGKILL: no clean stop, nothing flushed.
+    edge.kill().await.expect("killed");
+
+    let mut edge = edge_binary(&origin_url, dir.path(), port).await;
+    assert_eq!(
+        get(&url).await,
+        (
+            "REVALIDATED".to_string(),
+            "still here after a crash".to_string()
+        ),
+        "found on disk; with purges over HTTP, checked with the origin before serving"
+    );
+    assert_eq!(origin.asked("/crash.txt"), [false, true]);
+    assert_eq!(get(&url).await.0, "HIT");
+    edge.kill().await.expect("killed");
     origin_stop.cancel();
 }

@@ -62,17 +62,26 @@ async fn answer(State(origin): State<Origin>, request: Request) -> Response {
         .lock()
         .expect("lock")
         .push((path.clone(), conditional.is_some()));
-    let Some(body) = origin.bodies.lock().expect("lock").get(&path).cloned() else {
+    let Some(mut body) = origin.bodies.lock().expect("lock").get(&path).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    // Under /vary/, one variant per Accept-Language.
+    let varies = path.starts_with("/vary/");
+    if varies {
+        let language = request.headers().get(header::ACCEPT_LANGUAGE);
+        let language = language.and_then(|l| l.to_str().ok()).unwrap_or("none");
+        body = format!("{body} ({language})");
+    }
     let etag = format!(
         "\"{}\"",
         body.len() * 31 + body.bytes().map(usize::from).sum::<usize>()
     );
-    let headers = [
-        (header::ETAG, etag.clone()),
-        (header::CACHE_CONTROL, "max-age=3600".to_string()),
-    ];
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ETAG, etag.parse().expect("etag"));
+    headers.insert(header::CACHE_CONTROL, "max-age=3600".parse().expect("cc"));
+    if varies {
+        headers.insert(header::VARY, "accept-language".parse().expect("vary"));
+    }
     if conditional.is_some_and(|tag| tag.as_bytes() == etag.as_bytes()) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
@@ -110,8 +119,14 @@ async fn edge_on(dir: &Path, origin: &str, memory_bytes: u64, key: &PurgeSigning
 /// `X-Cache` and body of a GET of `url`, on a connection of its own (so a stopped edge
 /// keeps none open).
 async fn get(url: &str) -> (String, String) {
+    get_in(url, "en").await
+}
+
+/// As [`get`], asking for `language`.
+async fn get_in(url: &str, language: &str) -> (String, String) {
     let response = reqwest::Client::new()
         .get(url)
+        .header(header::ACCEPT_LANGUAGE, language)
         .send()
         .await
         .expect("edge answers");
@@ -303,6 +318,48 @@ async fn without_a_purge_feed_to_vouch_for_them_copies_on_disk_are_revalidated_f
     .await;
     assert_eq!(get(&format!("{edge}/changed.txt")).await.0, "REVALIDATED");
     assert_eq!(origin.asked("/changed.txt"), [false, true, true]);
+    stop.cancel();
+    origin_stop.cancel();
+}
+
+#[tokio::test]
+async fn variants_on_disk_are_found_again_after_a_restart() {
+    let origin_stop = CancellationToken::new();
+    let (origin, origin_url) = Origin::start(&origin_stop).await;
+    origin.set("/vary/page", "page");
+    let dir = tempfile::tempdir().expect("dir");
+    let key = PurgeSigningKey::generate().expect("key");
+    let url = |edge: &str| format!("{edge}/vary/page");
+
+    let stop = CancellationToken::new();
+    let edge = serve_plain(
+        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
+        &stop,
+    )
+    .await;
+    for language in ["en", "fr"] {
+        assert_eq!(
+            get_in(&url(&edge), language).await,
+            ("MISS".to_string(), format!("page ({language})"))
+        );
+    }
+    until_on_disk(&edge, 2.0).await;
+    stop.cancel();
+
+    let stop = CancellationToken::new();
+    let edge = serve_plain(
+        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
+        &stop,
+    )
+    .await;
+    for language in ["en", "fr"] {
+        assert_eq!(
+            get_in(&url(&edge), language).await,
+            ("REVALIDATED".to_string(), format!("page ({language})")),
+            "each variant is found on disk (and checked, purges having gone by HTTP)"
+        );
+    }
+    assert_eq!(origin.asked("/vary/page"), [false, false, true, true]);
     stop.cancel();
     origin_stop.cancel();
 }

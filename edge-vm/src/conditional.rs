@@ -26,15 +26,17 @@ pub fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
                     .any(|candidate| opaque(candidate) == opaque(etag))
             });
     }
-    let since = request
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    let modified = response
-        .get(header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+    let date = |headers: &HeaderMap, name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+    };
+    // Last-Modified is parsed only when asked about (most requests are not).
+    let Some(since) = date(request, header::IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    date(response, header::LAST_MODIFIED).is_some_and(|modified| modified <= since)
 }
 
 /// An entity tag without its weakness marker, for weak comparison.

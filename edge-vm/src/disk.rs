@@ -38,7 +38,6 @@ use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::store::{Hit, MissWriter, Payload, StoredMeta, TierSize};
@@ -221,15 +220,12 @@ impl DiskStore {
     /// gone, short or fails its checksum is dropped and gives `None`.
     pub async fn lookup(&self, key: &str) -> Option<Hit> {
         let entry = self.0.index.get(key)?;
-        let body = match read_body(&entry.file, entry.body_len).await {
-            Ok(body) if crc32c::crc32c(&body) == entry.body_crc => body,
-            Ok(_) => {
-                tracing::warn!(key, file = %entry.file.display(), "disk copy fails its checksum; dropped");
-                self.remove(key).await;
-                return None;
-            }
+        let (file, len, crc) = (entry.file.clone(), entry.body_len, entry.body_crc);
+        // Read and checked in one go, off the async threads.
+        let body = match blocking(move || read_checked(&file, len, crc)).await {
+            Ok(body) => body,
             Err(e) => {
-                tracing::warn!(key, file = %entry.file.display(), cause = %e, "disk copy cannot be read; dropped");
+                tracing::warn!(key, file = %entry.file.display(), cause = %e, "disk copy cannot be served; dropped");
                 self.remove(key).await;
                 return None;
             }
@@ -677,15 +673,20 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
-/// The first `len` bytes of `file`; an error if it is shorter.
-async fn read_body(file: &Path, len: u64) -> std::io::Result<Bytes> {
-    let handle = tokio::fs::File::open(file).await?;
+/// The first `len` bytes of `file`, if they are all there and their CRC32C is `crc`.
+fn read_checked(file: &Path, len: u64, crc: u32) -> std::io::Result<Bytes> {
     let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    handle.take(len).read_to_end(&mut body).await?;
+    fs::File::open(file)?.take(len).read_to_end(&mut body)?;
     if body.len() as u64 != len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
-            format!("{} of {len} bytes", body.len()),
+            format!("cut short: {} of {len} bytes", body.len()),
+        ));
+    }
+    if crc32c::crc32c(&body) != crc {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "fails its checksum",
         ));
     }
     Ok(Bytes::from(body))

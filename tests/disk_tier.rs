@@ -415,6 +415,11 @@ async fn a_truncated_or_bit_flipped_disk_copy_is_dropped_and_fetched_again() {
         "fetched whole again: no damaged copy was there to revalidate"
     );
     assert_eq!(get(&format!("{edge}/flipped")).await.0, "HIT");
+    let metrics = scrape(&format!("{edge}{}", meridian_edge::METRICS_PATH)).await;
+    assert_eq!(
+        metrics["meridian_edge_disk_damaged_total"], 2.0,
+        "the cut file at start, the flipped one when read"
+    );
     stop.cancel();
     origin_stop.cancel();
 }

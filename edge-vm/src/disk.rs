@@ -30,13 +30,14 @@
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -68,6 +69,8 @@ struct DiskInner {
     trusted_until_open_ms: i64,
     /// Revalidations rewrite a file's metadata in place, one at a time.
     rewriting: tokio::sync::Mutex<()>,
+    /// Copies dropped for failing a check.
+    damaged: Counter,
     /// Held locked while open: two edges sharing a directory would delete each
     /// other's files.
     _lock: fs::File,
@@ -115,13 +118,15 @@ pub struct Recovered {
 
 impl DiskStore {
     /// Opens (creating it if needed) the disk tier in `dir`, holding at most `budget`
-    /// bytes, adding one to `evictions` per response evicted to stay within it.
+    /// bytes, adding one to `evictions` per response evicted to stay within it and to
+    /// `damaged` per copy dropped for failing a check.
     /// Recovers what an earlier run stored there; every copy recovered is unverified
     /// until [`DiskStore::trust_recovered`]. Blocks while it reads the directory.
     pub fn open(
         dir: &Path,
         budget: u64,
-        evictions: Arc<AtomicU64>,
+        evictions: Counter,
+        damaged: Counter,
     ) -> meridian_shared::Result<(DiskStore, Recovered)> {
         let io = |what: &str, e: std::io::Error| {
             meridian_shared::Error::internal(format!("disk tier {}: {what}", dir.display()), e)
@@ -152,7 +157,7 @@ impl DiskStore {
                 // Removals delete their file themselves, before they return.
                 if cause != moka::notification::RemovalCause::Explicit {
                     if cause == moka::notification::RemovalCause::Size {
-                        evictions.fetch_add(1, Ordering::Relaxed);
+                        evictions.inc();
                     }
                     delete(&entry.file);
                 }
@@ -166,6 +171,7 @@ impl DiskStore {
             untrusted_before_ms: AtomicI64::new(clock.wall_ms),
             trusted_until_open_ms,
             rewriting: tokio::sync::Mutex::new(()),
+            damaged,
             _lock: lock,
         }));
         let mut recovered = store.recover();
@@ -225,7 +231,11 @@ impl DiskStore {
         let body = match blocking(move || read_checked(&file, len, crc)).await {
             Ok(body) => body,
             Err(e) => {
-                tracing::warn!(key, file = %entry.file.display(), cause = %e, "disk copy cannot be served; dropped");
+                // Gone (purged or evicted meanwhile) is not damage.
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    self.0.damaged.inc();
+                    tracing::warn!(key, file = %entry.file.display(), cause = %e, "disk copy cannot be served; dropped");
+                }
                 self.remove(key).await;
                 return None;
             }
@@ -356,6 +366,7 @@ impl DiskStore {
             let Some((record, entry)) = self.read_entry(&file) else {
                 delete(&file);
                 recovered.dropped += 1;
+                self.0.damaged.inc();
                 continue;
             };
             match found.get(&record.key) {
@@ -757,7 +768,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, budget: u64) -> DiskStore {
-        DiskStore::open(dir, budget, Arc::default())
+        DiskStore::open(dir, budget, Counter::default(), Counter::default())
             .expect("opens")
             .0
     }
@@ -818,7 +829,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
 
         let (store, recovered) =
-            DiskStore::open(dir.path(), 1 << 20, Arc::default()).expect("reopens");
+            DiskStore::open(dir.path(), 1 << 20, Counter::default(), Counter::default())
+                .expect("reopens");
         assert_eq!(
             recovered,
             Recovered {
@@ -921,7 +933,8 @@ mod tests {
         fs::write(dir.path().join("tmp/half-written"), b"half").expect("half");
 
         let (store, recovered) =
-            DiskStore::open(dir.path(), 1 << 20, Arc::default()).expect("reopens");
+            DiskStore::open(dir.path(), 1 << 20, Counter::default(), Counter::default())
+                .expect("reopens");
         assert_eq!((recovered.entries, recovered.dropped), (1, 3));
         assert!(body_of(&store, "good").await.is_some());
         assert!(store.lookup("meta-flipped").await.is_none());
@@ -935,8 +948,10 @@ mod tests {
     #[tokio::test]
     async fn removals_and_evictions_delete_their_files() {
         let dir = tempfile::tempdir().expect("dir");
-        let evictions = Arc::new(AtomicU64::new(0));
-        let (store, _) = DiskStore::open(dir.path(), 64 * 1024, evictions.clone()).expect("opens");
+        let evictions = Counter::default();
+        let (store, _) =
+            DiskStore::open(dir.path(), 64 * 1024, evictions.clone(), Counter::default())
+                .expect("opens");
         for name in ["docs/a", "docs/b", "docsx", "other"] {
             assert!(put(&store, name, b"x").await);
         }
@@ -955,7 +970,7 @@ mod tests {
             files_under(&dir.path().join("objects")).len() as u64,
             size.entries
         );
-        assert!(evictions.load(Ordering::Relaxed) > 0);
+        assert!(evictions.get() > 0);
     }
 
     #[tokio::test]
@@ -992,7 +1007,9 @@ mod tests {
     fn one_directory_serves_one_edge_at_a_time() {
         let dir = tempfile::tempdir().expect("dir");
         let first = open(dir.path(), 1 << 20);
-        let Err(second) = DiskStore::open(dir.path(), 1 << 20, Arc::default()) else {
+        let Err(second) =
+            DiskStore::open(dir.path(), 1 << 20, Counter::default(), Counter::default())
+        else {
             panic!("a second store opened the same directory");
         };
         assert!(

@@ -176,10 +176,11 @@ impl EdgeState {
     ) -> meridian_shared::Result<EdgeState> {
         let metrics = Arc::new(EdgeMetrics::new());
         let memory =
-            MemoryStore::counting_evictions(settings.cache_bytes, metrics.memory_evictions());
+            MemoryStore::counting_evictions(settings.cache_bytes, metrics.evictions("memory"));
         let disk = match &settings.disk_dir {
             Some(dir) => {
-                Some(DiskStore::open(dir, settings.disk_bytes, metrics.disk_evictions())?.0)
+                let (evictions, damaged) = (metrics.evictions("disk"), metrics.disk_damaged());
+                Some(DiskStore::open(dir, settings.disk_bytes, evictions, damaged)?.0)
             }
             None => None,
         };

@@ -7,7 +7,7 @@
 //! lookup.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -44,9 +44,6 @@ pub struct TierLabels {
     pub tier: &'static str,
 }
 
-/// The tiers, in the order their eviction counts are kept.
-const TIERS: [&str; 2] = ["memory", "disk"];
-
 /// The edge's metrics.
 pub struct EdgeMetrics {
     registry: Registry,
@@ -58,10 +55,7 @@ pub struct EdgeMetrics {
     store_bytes: Family<TierLabels, Gauge>,
     store_entries: Family<TierLabels, Gauge>,
     evictions: Family<TierLabels, Counter>,
-    /// Per tier (in [`TIERS`] order), evictions counted by the store, and how many of
-    /// them the counter has been given.
-    evicted: [Arc<AtomicU64>; 2],
-    evictions_reported: [AtomicU64; 2],
+    disk_damaged: Counter,
     open_connections: Gauge,
     connections: Arc<AtomicUsize>,
 }
@@ -115,6 +109,12 @@ impl EdgeMetrics {
             "Stored responses evicted to stay within a tier's budget",
             evictions.clone(),
         );
+        let disk_damaged = Counter::default();
+        registry.register(
+            "disk_damaged",
+            "Disk copies dropped because they failed a check (at start, or when read)",
+            disk_damaged.clone(),
+        );
         let open_connections = Gauge::default();
         registry.register(
             "open_connections",
@@ -131,8 +131,7 @@ impl EdgeMetrics {
             store_bytes,
             store_entries,
             evictions,
-            evicted: Default::default(),
-            evictions_reported: Default::default(),
+            disk_damaged,
             open_connections,
             connections: Arc::new(AtomicUsize::new(0)),
         }
@@ -186,14 +185,14 @@ impl EdgeMetrics {
         self.purges.get_or_create(&PurgeLabels { kind }).inc();
     }
 
-    /// Where the memory tier counts its evictions.
-    pub fn memory_evictions(&self) -> Arc<AtomicU64> {
-        self.evicted[0].clone()
+    /// Where tier `tier` (`memory` or `disk`) counts its evictions.
+    pub fn evictions(&self, tier: &'static str) -> Counter {
+        self.evictions.get_or_create(&TierLabels { tier }).clone()
     }
 
-    /// Where the disk tier counts its evictions.
-    pub fn disk_evictions(&self) -> Arc<AtomicU64> {
-        self.evicted[1].clone()
+    /// Where the disk tier counts the copies it drops as damaged.
+    pub fn disk_damaged(&self) -> Counter {
+        self.disk_damaged.clone()
     }
 
     /// Where the server counts open connections.
@@ -209,11 +208,6 @@ impl EdgeMetrics {
                 .set(i64::try_from(size.bytes).unwrap_or(i64::MAX));
             (self.store_entries.get_or_create(&labels))
                 .set(i64::try_from(size.entries).unwrap_or(i64::MAX));
-            if let Some(at) = TIERS.iter().position(|&tier| tier == size.tier) {
-                let evicted = self.evicted[at].load(Ordering::Relaxed);
-                let reported = self.evictions_reported[at].swap(evicted, Ordering::Relaxed);
-                (self.evictions.get_or_create(&labels)).inc_by(evicted.saturating_sub(reported));
-            }
         }
         self.open_connections
             .set(i64::try_from(self.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
@@ -261,7 +255,7 @@ mod tests {
             );
         }
         metrics.origin_answered(Duration::from_millis(3));
-        metrics.memory_evictions().fetch_add(2, Ordering::Relaxed);
+        metrics.evictions("memory").inc_by(2);
         let memory = TierSize {
             tier: "memory",
             bytes: 4096,

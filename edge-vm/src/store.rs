@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use meridian_shared::storage::ByteStream;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 /// What is known of a stored response besides its body.
@@ -146,15 +147,12 @@ impl MemoryStore {
     /// A store holding at most `budget` bytes, its evictions counted nowhere.
     #[cfg(test)]
     pub fn new(budget: u64) -> MemoryStore {
-        MemoryStore::counting_evictions(budget, Arc::default())
+        MemoryStore::counting_evictions(budget, Counter::default())
     }
 
     /// A store holding at most `budget` bytes, adding one to `evictions` for each
     /// response it evicts to stay within it.
-    pub fn counting_evictions(
-        budget: u64,
-        evictions: Arc<std::sync::atomic::AtomicU64>,
-    ) -> MemoryStore {
+    pub fn counting_evictions(budget: u64, evictions: Counter) -> MemoryStore {
         let entries = moka::future::Cache::builder()
             .max_capacity(budget)
             .weigher(|_key: &String, entry: &Arc<MemoryEntry>| {
@@ -162,7 +160,7 @@ impl MemoryStore {
             })
             .eviction_listener(move |_key, _entry, cause| {
                 if cause == moka::notification::RemovalCause::Size {
-                    evictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    evictions.inc();
                 }
             })
             .build();

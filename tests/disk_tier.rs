@@ -116,6 +116,19 @@ async fn edge_on(dir: &Path, origin: &str, memory_bytes: u64, key: &PurgeSigning
     }
 }
 
+/// [`edge_on`], served on a port of its own until the token is cancelled; its URL.
+async fn serve_edge(
+    dir: &Path,
+    origin: &str,
+    memory_bytes: u64,
+    key: &PurgeSigningKey,
+) -> (CancellationToken, String) {
+    let stop = CancellationToken::new();
+    let state = edge_on(dir, origin, memory_bytes, key).await;
+    let edge = serve_plain(meridian_edge::router(state), &stop).await;
+    (stop, edge)
+}
+
 /// `X-Cache` and body of a GET of `url`, on a connection of its own (so a stopped edge
 /// keeps none open).
 async fn get(url: &str) -> (String, String) {
@@ -269,12 +282,7 @@ async fn without_a_purge_feed_to_vouch_for_them_copies_on_disk_are_revalidated_f
     let dir = tempfile::tempdir().expect("dir");
     let key = PurgeSigningKey::generate().expect("key");
 
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     get(&format!("{edge}/same.txt")).await;
     get(&format!("{edge}/changed.txt")).await;
     until_on_disk(&edge, 2.0).await;
@@ -282,12 +290,7 @@ async fn without_a_purge_feed_to_vouch_for_them_copies_on_disk_are_revalidated_f
     // Changed while the edge was down, and its purge sent over HTTP went nowhere.
     origin.set("/changed.txt", "after");
 
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     assert_eq!(
         get(&format!("{edge}/same.txt")).await,
         ("REVALIDATED".to_string(), "unchanged".to_string())
@@ -310,12 +313,7 @@ async fn without_a_purge_feed_to_vouch_for_them_copies_on_disk_are_revalidated_f
     stop.cancel();
 
     // Revalidated copies stay current in the next run, until it too finds a gap.
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     assert_eq!(get(&format!("{edge}/changed.txt")).await.0, "REVALIDATED");
     assert_eq!(origin.asked("/changed.txt"), [false, true, true]);
     stop.cancel();
@@ -331,12 +329,7 @@ async fn variants_on_disk_are_found_again_after_a_restart() {
     let key = PurgeSigningKey::generate().expect("key");
     let url = |edge: &str| format!("{edge}/vary/page");
 
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     for language in ["en", "fr"] {
         assert_eq!(
             get_in(&url(&edge), language).await,
@@ -346,12 +339,7 @@ async fn variants_on_disk_are_found_again_after_a_restart() {
     until_on_disk(&edge, 2.0).await;
     stop.cancel();
 
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     for language in ["en", "fr"] {
         assert_eq!(
             get_in(&url(&edge), language).await,
@@ -375,12 +363,7 @@ async fn a_truncated_or_bit_flipped_disk_copy_is_dropped_and_fetched_again() {
     let dir = tempfile::tempdir().expect("dir");
     let key = PurgeSigningKey::generate().expect("key");
 
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     get(&format!("{edge}/flipped")).await;
     get(&format!("{edge}/cut")).await;
     until_on_disk(&edge, 2.0).await;
@@ -395,12 +378,7 @@ async fn a_truncated_or_bit_flipped_disk_copy_is_dropped_and_fetched_again() {
         }
     }
 
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     assert_eq!(
         get(&format!("{edge}/flipped")).await,
         ("MISS".to_string(), flipped_body)
@@ -434,12 +412,7 @@ async fn a_purge_by_prefix_empties_both_tiers_of_exactly_that_prefix() {
     }
     let dir = tempfile::tempdir().expect("dir");
     let key = PurgeSigningKey::generate().expect("key");
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1 << 20, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1 << 20, &key).await;
     for path in paths {
         get(&format!("{edge}{path}")).await;
     }
@@ -491,12 +464,7 @@ async fn with_no_room_in_memory_hits_come_from_disk() {
     origin.set("/only-on-disk", "served from its file");
     let dir = tempfile::tempdir().expect("dir");
     let key = PurgeSigningKey::generate().expect("key");
-    let stop = CancellationToken::new();
-    let edge = serve_plain(
-        meridian_edge::router(edge_on(dir.path(), &origin_url, 1, &key).await),
-        &stop,
-    )
-    .await;
+    let (stop, edge) = serve_edge(dir.path(), &origin_url, 1, &key).await;
     let url = format!("{edge}/only-on-disk");
     assert_eq!(get(&url).await.0, "MISS");
     until_on_disk(&edge, 1.0).await;

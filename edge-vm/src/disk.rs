@@ -41,7 +41,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::store::{Hit, MissWriter, Payload, StoredMeta, TierSize};
+use crate::store::{Hit, KeepsWhole, MissWriter, Payload, StoredMeta, TierSize, WholeMiss};
 
 /// The first bytes of every footer: the format and its version.
 const MAGIC: &[u8; 8] = b"MRDNDSK1";
@@ -259,13 +259,7 @@ impl DiskStore {
     /// A writer storing `meta` and the body written to it under `key` (nothing is
     /// visible until it finishes).
     pub fn miss(&self, key: &str, meta: StoredMeta) -> Box<dyn MissWriter> {
-        Box::new(DiskMiss {
-            store: self.clone(),
-            key: key.to_string(),
-            meta,
-            body: Vec::new(),
-            size: 0,
-        })
+        WholeMiss::boxed(self.clone(), key, meta)
     }
 
     /// Replaces the metadata of `key`'s stored response, in memory and in its file,
@@ -496,37 +490,15 @@ impl DiskEntry {
     }
 }
 
-/// A miss on its way to disk: the body is kept (shared buffers, no copy) until it has
-/// all arrived, then written as one file.
-struct DiskMiss {
-    store: DiskStore,
-    key: String,
-    meta: StoredMeta,
-    body: Vec<Bytes>,
-    size: u64,
-}
-
 #[async_trait]
-impl MissWriter for DiskMiss {
-    fn write(&mut self, chunk: &Bytes) {
-        self.size += chunk.len() as u64;
-        self.body.push(chunk.clone());
-    }
-
-    async fn finish(self: Box<Self>) -> bool {
-        let DiskMiss {
-            store,
-            key,
-            meta,
-            body,
-            size,
-        } = *self;
-        if !store.fits(size) {
+impl KeepsWhole for DiskStore {
+    async fn keep_whole(&self, key: String, meta: StoredMeta, body: Vec<Bytes>, size: u64) -> bool {
+        if !self.fits(size) {
             // An older copy must not outlive the one that replaced it elsewhere.
-            store.remove(&key).await;
+            self.remove(&key).await;
             return false;
         }
-        store.store(key, meta, body, size).await
+        self.store(key, meta, body, size).await
     }
 }
 

@@ -168,30 +168,59 @@ impl MemoryStore {
     }
 }
 
-struct MemoryMiss {
-    store: MemoryStore,
+/// A store that takes a miss's body whole, once it has all arrived.
+#[async_trait]
+pub trait KeepsWhole: Send + Sync + 'static {
+    /// Stores `meta` and `body` (`size` bytes in all) under `key`; whether it was kept.
+    async fn keep_whole(&self, key: String, meta: StoredMeta, body: Vec<Bytes>, size: u64) -> bool;
+}
+
+/// A miss whose body is kept as it arrives (shared buffers, no copy) and handed to
+/// its store whole at the end.
+pub struct WholeMiss<S> {
+    store: S,
     key: String,
     meta: StoredMeta,
     body: Vec<Bytes>,
     size: u64,
 }
 
+impl<S: KeepsWhole> WholeMiss<S> {
+    /// A miss for `key` with `meta`, to be kept by `store`.
+    pub fn boxed(store: S, key: &str, meta: StoredMeta) -> Box<dyn MissWriter> {
+        Box::new(WholeMiss {
+            store,
+            key: key.to_string(),
+            meta,
+            body: Vec::new(),
+            size: 0,
+        })
+    }
+}
+
 #[async_trait]
-impl MissWriter for MemoryMiss {
+impl<S: KeepsWhole> MissWriter for WholeMiss<S> {
     fn write(&mut self, chunk: &Bytes) {
         self.size += chunk.len() as u64;
         self.body.push(chunk.clone());
     }
 
     async fn finish(self: Box<Self>) -> bool {
-        let MemoryMiss {
+        let WholeMiss {
             store,
             key,
             meta,
             body,
             size,
         } = *self;
-        if !store.fits(size) {
+        store.keep_whole(key, meta, body, size).await
+    }
+}
+
+#[async_trait]
+impl KeepsWhole for MemoryStore {
+    async fn keep_whole(&self, key: String, meta: StoredMeta, body: Vec<Bytes>, size: u64) -> bool {
+        if !self.fits(size) {
             return false;
         }
         // The chunks (shared with the fill while it ran) become one buffer: one copy
@@ -206,7 +235,7 @@ impl MissWriter for MemoryMiss {
                 whole.freeze()
             }
         };
-        store.insert(key, Arc::new(meta), body).await;
+        self.insert(key, Arc::new(meta), body).await;
         true
     }
 }
@@ -240,13 +269,7 @@ impl Store for MemoryStore {
     }
 
     fn miss(&self, key: &str, meta: StoredMeta) -> Box<dyn MissWriter> {
-        Box::new(MemoryMiss {
-            store: self.clone(),
-            key: key.to_string(),
-            meta,
-            body: Vec::new(),
-            size: 0,
-        })
+        WholeMiss::boxed(self.clone(), key, meta)
     }
 
     async fn update(&self, key: &str, meta: StoredMeta) -> bool {

@@ -37,11 +37,11 @@ use crate::EdgeState;
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
 /// Invalidations taken per pull.
 const PULL_BATCH: i32 = 100;
-/// The backlog found at start counts as applied once the listener has read for this
-/// long: a message handed to the previous run's last pull (cut short when it stopped)
-/// is delivered again one ack deadline after it was handed out, and the Pub/Sub
-/// emulator has been seen to take a few seconds more...
-const BACKLOG_AT_MOST: Duration = Duration::from_secs(2 * ACK_DEADLINE.as_secs());
+/// The backlog found at start counts as applied once the listener has read for at
+/// least this long: a message handed to the previous run's last pull (cut short when
+/// it stopped) is delivered again one ack deadline after it was handed out (the
+/// Pub/Sub emulator has been seen to take 10 s), and a loaded machine may take longer...
+const CATCH_UP_FOR: Duration = Duration::from_secs(3 * ACK_DEADLINE.as_secs());
 /// ...and nothing has arrived for this long.
 const BACKLOG_QUIET: Duration = Duration::from_secs(2);
 /// Wait after a failed pull; doubles up to [`MAX_BACKOFF`].
@@ -251,7 +251,7 @@ impl Activity {
     }
 }
 
-/// Once the listener has read for [`BACKLOG_AT_MOST`] and gone quiet, the backlog
+/// Once the listener has read for [`CATCH_UP_FOR`] and gone quiet, the backlog
 /// published while the edge was down is applied: the copies found on its disk are
 /// trusted from then on.
 async fn trust_once_caught_up(
@@ -261,10 +261,10 @@ async fn trust_once_caught_up(
     stop: CancellationToken,
 ) {
     tracing::info!(
-        seconds = BACKLOG_AT_MOST.as_secs(),
+        seconds = CATCH_UP_FOR.as_secs(),
         "applying what was published while down; until then, copies found on disk are revalidated"
     );
-    let mut wait = BACKLOG_AT_MOST;
+    let mut wait = CATCH_UP_FOR;
     while !stop.is_cancelled() {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}

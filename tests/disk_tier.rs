@@ -266,8 +266,8 @@ async fn a_restarted_edge_serves_its_disk_without_the_origin_but_not_what_was_pu
         "a purge published while the edge was down reaches its disk before it serves"
     );
     assert_eq!(origin.asked("/purged.txt"), [false, false]);
-    let metrics = scrape(&format!("{edge}{}", meridian_edge::METRICS_PATH)).await;
-    assert_eq!(metrics[r#"meridian_edge_store_entries{tier="disk"}"#], 2.0);
+    // The recovered copy and the new one (written once its body has passed).
+    until_on_disk(&edge, 2.0).await;
     listener.stop().await.expect("subscription deleted");
     stop.cancel();
     origin_stop.cancel();
@@ -471,6 +471,8 @@ async fn with_no_room_in_memory_hits_come_from_disk() {
     let response = reqwest::get(&url).await.expect("edge answers");
     let headers: HeaderMap = response.headers().clone();
     assert_eq!(headers["x-cache"], "HIT");
+    let cache_status = headers["cache-status"].to_str().expect("cache-status");
+    assert!(cache_status.ends_with("; detail=disk"), "{cache_status}");
     assert_eq!(headers["cache-control"], "max-age=3600");
     assert!(headers.contains_key("etag"));
     assert_eq!(response.text().await.expect("body"), "served from its file");

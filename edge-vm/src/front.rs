@@ -341,7 +341,8 @@ impl CacheFront {
                 forward = "stale";
             } else if wanted.accepts(age, hit.meta.fresh_for) {
                 let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
-                let detail = cache_status(format_args!("hit; ttl={ttl}"));
+                let tier = if hit.from_disk { "; detail=disk" } else { "" };
+                let detail = cache_status(format_args!("hit; ttl={ttl}{tier}"));
                 let hit = stored(hit, now, CacheStatus::Hit, detail);
                 return Ok(answer(method, request, hit));
             } else if hit.meta.is_fresh(now) {

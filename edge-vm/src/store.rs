@@ -51,6 +51,8 @@ pub struct Hit {
     pub meta: Arc<StoredMeta>,
     /// Its body: whole in memory, or (a tier that reads as it sends) a stream.
     pub body: Payload,
+    /// Whether it was read from disk (said in `Cache-Status`).
+    pub from_disk: bool,
 }
 
 /// A body as a store hands it out.
@@ -257,6 +259,7 @@ impl Store for MemoryStore {
         Some(Hit {
             meta: entry.meta.clone(),
             body: Payload::Bytes(entry.body.clone()),
+            from_disk: false,
         })
     }
 

@@ -229,6 +229,7 @@ impl DiskStore {
         Some(Hit {
             meta,
             body: Payload::Bytes(body),
+            from_disk: true,
         })
     }
 

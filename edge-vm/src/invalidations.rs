@@ -188,13 +188,14 @@ async fn listen(
                 backoff = FIRST_BACKOFF;
                 // Applied in order, each acknowledged after its purge; a stop waits for
                 // the batch in hand, so nothing taken is left unapplied.
-                if !messages.is_empty() {
-                    activity.took_messages();
+                let took = !messages.is_empty();
+                if took {
+                    activity.applying();
                 }
                 for message in messages {
                     apply(&state, message).await;
                 }
-                activity.applied();
+                activity.pulled(took);
             }
             Err(status) => {
                 activity.failed();
@@ -209,7 +210,7 @@ async fn listen(
     }
 }
 
-/// When the listener last took messages, whether it is applying some now, and
+/// When the listener last applied messages, whether it is applying some now, and
 /// whether its last pull failed.
 #[derive(Default)]
 struct Activity {
@@ -219,14 +220,17 @@ struct Activity {
 }
 
 impl Activity {
-    fn took_messages(&self) {
+    fn applying(&self) {
         self.applying.store(true, Ordering::SeqCst);
-        *self.lock() = Some(tokio::time::Instant::now());
     }
 
-    fn applied(&self) {
-        *self.lock() = Some(tokio::time::Instant::now());
-        self.applying.store(false, Ordering::SeqCst);
+    /// A pull came back (`took`: with messages, now applied). An empty one is not
+    /// activity: a pull may return empty handed whenever the server likes.
+    fn pulled(&self, took: bool) {
+        if took {
+            *self.lock() = Some(tokio::time::Instant::now());
+            self.applying.store(false, Ordering::SeqCst);
+        }
         self.failing.store(false, Ordering::SeqCst);
     }
 
@@ -234,7 +238,7 @@ impl Activity {
         self.failing.store(true, Ordering::SeqCst);
     }
 
-    /// Whether nothing was taken for [`BACKLOG_QUIET`], nothing is being applied, and
+    /// Whether nothing was applied for [`BACKLOG_QUIET`], nothing is being applied, and
     /// the subscription can be read.
     fn quiet(&self) -> bool {
         !self.applying.load(Ordering::SeqCst)

@@ -33,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use bytes::Bytes;
+use moka::ops::compute::Op;
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -212,7 +213,7 @@ impl DiskStore {
                     self.0.damaged.inc();
                     tracing::warn!(key, file = %entry.file.display(), cause = %e, "disk copy cannot be served; dropped");
                 }
-                self.remove(key).await;
+                self.drop_entry(key, &entry).await;
                 return None;
             }
         };
@@ -265,7 +266,7 @@ impl DiskStore {
             Err(e) => {
                 // A file half rewritten fails its checks: drop it now.
                 tracing::warn!(key, cause = %e, "cannot rewrite a disk copy's metadata; dropped");
-                self.remove(key).await;
+                self.drop_entry(key, &entry).await;
                 false
             }
         }
@@ -274,13 +275,21 @@ impl DiskStore {
     /// Drops `key`, deleting its file before returning.
     pub async fn remove(&self, key: &str) {
         if let Some(entry) = self.0.index.remove(key) {
-            let file = entry.file.clone();
-            let _ = blocking(move || {
-                delete(&file);
-                Ok(())
-            })
-            .await;
+            delete_off_thread(entry.file.clone()).await;
         }
+    }
+
+    /// Drops `entry` (a copy found damaged) and its file; `key` stays with whatever
+    /// newer copy a fill may have written meanwhile.
+    async fn drop_entry(&self, key: &str, entry: &Arc<DiskEntry>) {
+        self.0
+            .index
+            .entry_by_ref(key)
+            .and_compute_with(|current| match current {
+                Some(current) if Arc::ptr_eq(current.value(), entry) => Op::Remove,
+                _ => Op::Nop,
+            });
+        delete_off_thread(entry.file.clone()).await;
     }
 
     /// Drops every key starting with `prefix`. Returns how many.
@@ -505,6 +514,15 @@ fn wall_ms(at: SystemTime) -> i64 {
         Ok(since) => millis(since),
         Err(before) => -millis(before.duration()),
     }
+}
+
+/// Deletes `file` off the async threads.
+async fn delete_off_thread(file: PathBuf) {
+    let _ = blocking(move || {
+        delete(&file);
+        Ok(())
+    })
+    .await;
 }
 
 /// Runs file work off the async threads.

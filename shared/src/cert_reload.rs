@@ -12,8 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::{Error, Result};
 use crate::tls::TlsConfig;
@@ -43,21 +41,12 @@ fn stamp(path: &Path) -> Stamp {
 
 /// Loads a certificate chain and its key (PEM), checking that they belong together.
 fn load(cert: &Path, key: &Path) -> Result<CertifiedKey> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
-    };
-    let certs = CertificateDer::pem_slice_iter(&read(cert)?)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("{}: {e:?}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "{}: no certificate in it",
-            cert.display()
-        )));
-    }
-    let private = PrivateKeyDer::from_pem_slice(&read(key)?)
-        .map_err(|e| Error::Config(format!("{}: {e:?}", key.display())))?;
-    crate::tls::install_crypto_provider();
+    let pair = crate::tls::read_pem_pair(cert, key)?;
+    let (certs, private) = crate::tls::parse_pem_pair(
+        &pair,
+        &cert.display().to_string(),
+        &key.display().to_string(),
+    )?;
     let provider = rustls::crypto::CryptoProvider::get_default()
         .ok_or_else(|| Error::internal_msg("no TLS crypto provider installed"))?;
     CertifiedKey::from_der(certs, private, provider)
@@ -71,10 +60,9 @@ fn load(cert: &Path, key: &Path) -> Result<CertifiedKey> {
 pub fn reloading_server_config(cert: &Path, key: &Path, every: Duration) -> Result<TlsConfig> {
     let stamps = (stamp(cert), stamp(key));
     let current = Arc::new(CurrentCert(RwLock::new(Arc::new(load(cert, key)?))));
-    let mut config = rustls::ServerConfig::builder()
+    let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_cert_resolver(current.clone());
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tokio::spawn(watch(
         Arc::downgrade(&current),
         cert.to_path_buf(),
@@ -82,7 +70,7 @@ pub fn reloading_server_config(cert: &Path, key: &Path, every: Duration) -> Resu
         every,
         stamps,
     ));
-    Ok(Arc::new(config))
+    Ok(crate::tls::with_alpn(config))
 }
 
 async fn watch(

@@ -128,18 +128,38 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// A rustls server config (HTTP/2 and HTTP/1.1) from a PEM certificate chain and key.
 pub fn server_config(pair: &PemPair) -> Result<TlsConfig> {
-    install_crypto_provider();
-    let certs = CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("TLS certificate: {e:?}")))?;
-    let key = PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes())
-        .map_err(|e| Error::Config(format!("TLS key: {e:?}")))?;
-    let mut config = rustls::ServerConfig::builder()
+    let (certs, key) = parse_pem_pair(pair, "TLS certificate", "TLS key")?;
+    let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| Error::Config(format!("TLS certificate and key: {e}")))?;
+    Ok(with_alpn(config))
+}
+
+/// `config`, offering HTTP/2 and HTTP/1.1, ready to serve.
+pub(crate) fn with_alpn(mut config: rustls::ServerConfig) -> TlsConfig {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
+}
+
+/// The certificate chain (at least one) and private key of `pair`, parsed, errors
+/// naming them `cert_name` and `key_name`; the crypto provider installed for what
+/// comes next.
+pub(crate) fn parse_pem_pair(
+    pair: &PemPair,
+    cert_name: &str,
+    key_name: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    install_crypto_provider();
+    let certs = CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("{cert_name}: {e:?}")))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!("{cert_name}: no certificate in it")));
+    }
+    let key = PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes())
+        .map_err(|e| Error::Config(format!("{key_name}: {e:?}")))?;
+    Ok((certs, key))
 }
 
 /// Reads a PEM certificate chain and key from files.

@@ -199,10 +199,7 @@ fn redirect_to_edge(
     use axum::response::IntoResponse;
     // The path as sent (still percent-encoded), checked as an object name once decoded.
     let encoded = uri.path().strip_prefix("/r/").unwrap_or_default();
-    let decoded = percent_encoding::percent_decode_str(encoded)
-        .decode_utf8()
-        .map_err(|_| meridian_shared::Error::InvalidName("object name is not UTF-8".into()))?;
-    meridian_shared::ObjectName::new(decoded.into_owned())?;
+    meridian_shared::ObjectName::from_path(encoded)?;
     let (location, _) = state.locator.locate(peer, headers, query)?;
     let Some(edge) = state.directory.current().pick(&location).into_iter().next() else {
         return Err(meridian_shared::Error::Unavailable(

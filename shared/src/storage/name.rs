@@ -51,6 +51,16 @@ impl ObjectName {
         Ok(ObjectName(name))
     }
 
+    /// The name in a URL path after its leading `/`, as sent (percent-encoded): decoded,
+    /// then validated like [`ObjectName::new`].
+    pub fn from_path(path: &str) -> Result<ObjectName> {
+        let encoded = path.strip_prefix('/').unwrap_or(path);
+        let decoded = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .map_err(|_| Error::InvalidName("object name is not UTF-8".into()))?;
+        ObjectName::new(decoded.into_owned())
+    }
+
     /// Refuses names an edge could not serve because its own endpoints use that path
     /// (`healthz`, `metrics`, anything under `_meridian/`).
     pub fn check_servable(&self) -> Result<()> {
@@ -103,6 +113,19 @@ mod tests {
             "x".repeat(1024).as_str(),
         ] {
             assert!(ObjectName::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn names_in_paths_are_decoded_then_checked() {
+        let name = |path| ObjectName::from_path(path).map(|n| n.as_str().to_string());
+        assert_eq!(name("/media/a%20b.bin").expect("valid"), "media/a b.bin");
+        assert_eq!(name("/%E5%90%8D.txt").expect("valid"), "名.txt");
+        for refused in ["/", "", "/..%2Fescape", "/a%00b", "/%FF", "/a/./b"] {
+            assert!(
+                matches!(ObjectName::from_path(refused), Err(Error::InvalidName(_))),
+                "{refused:?}"
+            );
         }
     }
 

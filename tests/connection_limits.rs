@@ -58,7 +58,7 @@ impl TlsEdge {
         let stop = CancellationToken::new();
         let served = tokio::spawn(server::serve(
             listener,
-            meridian_edge::router(state),
+            meridian_edge::service(state),
             Some(tls),
             options,
             stop.clone().cancelled_owned(),
@@ -209,6 +209,55 @@ async fn connections_that_go_quiet_after_a_request_are_closed() {
         );
     }
     edge.stop.cancel();
+}
+
+#[tokio::test]
+async fn an_http1_client_that_trickles_its_next_request_head_is_closed_after_the_header_limit() {
+    // Long idle limit: only the time to send a request's headers can close it in time.
+    let edge = TlsEdge::start(ServeOptions {
+        header_read_timeout: Duration::from_millis(800),
+        idle_timeout: Duration::from_secs(60),
+        ..ServeOptions::default()
+    })
+    .await;
+    use tokio::io::AsyncWriteExt;
+    let mut connection = edge.silent_connection(b"http/1.1").await;
+    connection
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = [0u8; 512];
+    let n = connection.read(&mut response).await.expect("response");
+    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The next request's head, one byte every 100 ms: bytes keep coming, the head never
+    // ends.
+    let started = Instant::now();
+    let (mut reader, mut writer) = tokio::io::split(connection);
+    let trickling = tokio::spawn(async move {
+        for byte in b"GET /hello.txt HTTP/1.1\r\nx-slow: ".iter().cycle() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+    });
+    let mut buffer = [0u8; 64];
+    let closed = loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break Instant::now(),
+            Ok(_) => continue,
+        }
+    };
+    trickling.abort();
+    assert!(
+        closed - started < Duration::from_millis(800) + Duration::from_secs(2),
+        "held {:?} while its next request head trickled in",
+        closed - started
+    );
 }
 
 #[tokio::test]

@@ -125,7 +125,7 @@ async fn serve_edge(
 ) -> (CancellationToken, String) {
     let stop = CancellationToken::new();
     let state = edge_on(dir, origin, memory_bytes, key).await;
-    let edge = serve_plain(meridian_edge::router(state), &stop).await;
+    let edge = serve_plain(meridian_edge::service(state), &stop).await;
     (stop, edge)
 }
 
@@ -229,7 +229,7 @@ async fn a_restarted_edge_serves_its_disk_without_the_origin_but_not_what_was_pu
         .await
         .expect("subscribes");
     let stop = CancellationToken::new();
-    let edge = serve_plain(meridian_edge::router(first), &stop).await;
+    let edge = serve_plain(meridian_edge::service(first), &stop).await;
     for path in ["/kept.txt", "/purged.txt"] {
         assert_eq!(get(&format!("{edge}{path}")).await.0, "MISS");
         assert_eq!(get(&format!("{edge}{path}")).await.0, "HIT");
@@ -250,7 +250,7 @@ async fn a_restarted_edge_serves_its_disk_without_the_origin_but_not_what_was_pu
     // for before it serves.
     listener.backlog_applied().await;
     let stop = CancellationToken::new();
-    let edge = serve_plain(meridian_edge::router(second), &stop).await;
+    let edge = serve_plain(meridian_edge::service(second), &stop).await;
     assert_eq!(
         get(&format!("{edge}/kept.txt")).await,
         ("HIT".to_string(), "kept across the restart".to_string())

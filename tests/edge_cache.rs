@@ -119,7 +119,7 @@ async fn edge_over(
     .expect("edge opens");
     (
         bucket,
-        serve_plain(meridian_edge::router(state), stop).await,
+        serve_plain(meridian_edge::service(state), stop).await,
     )
 }
 
@@ -298,5 +298,80 @@ async fn a_range_on_a_miss_is_answered_before_the_origin_has_sent_everything() {
         .expect("body");
     assert_eq!(part.as_ref(), &body[10..100]);
     bucket.open_gate();
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn every_path_but_the_edges_own_names_an_object_and_only_get_and_head_read_it() {
+    let stop = CancellationToken::new();
+    let (bucket, edge) = edge_over("docs/a b.txt", b"spaced", &stop).await;
+    bucket.open_gate();
+    let http = reqwest::Client::new();
+
+    let encoded = http
+        .get(format!("{edge}/docs/a%20b.txt"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(encoded.status(), 200);
+    assert_eq!(encoded.bytes().await.expect("body").as_ref(), b"spaced");
+    let head = http
+        .head(format!("{edge}/docs/a%20b.txt"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "6");
+
+    let post = http
+        .post(format!("{edge}/docs/a%20b.txt"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET,HEAD");
+
+    for (path, why) in [
+        ("/", "name must not be empty"),
+        ("/docs/..%2F..%2Fsecret", "'..' segment"),
+        ("/bad%FF", "not UTF-8"),
+    ] {
+        let refused = http
+            .get(format!("{edge}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(refused.status(), 400, "{path}");
+        let text = refused.text().await.expect("body");
+        assert!(text.contains(why), "{path}: {text}");
+    }
+    assert_eq!(
+        http.get(format!("{edge}/missing.txt"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        404
+    );
+    // The edge's own paths are still its own.
+    let health = http
+        .get(format!("{edge}/healthz"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        http.get(format!("{edge}/_meridian/purge"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        405
+    );
+    assert_eq!(
+        bucket.reads.load(Ordering::SeqCst),
+        2,
+        "one read for the object (then hits), one for the missing name"
+    );
     stop.cancel();
 }

@@ -30,7 +30,7 @@ async fn edge_over(
         purge_key.public_key(),
     )
     .expect("edge opens");
-    serve_plain(meridian_edge::router(state), stop).await
+    serve_plain(meridian_edge::service(state), stop).await
 }
 
 /// The one data file of the one object in `bucket_dir`.

@@ -57,7 +57,7 @@ async fn an_edge_cut_off_during_a_delete_is_purged_once_it_is_back() {
         key.public_key(),
     )
     .expect("edge opens");
-    let edge = serve_plain(meridian_edge::router(state), &stop).await;
+    let edge = serve_plain(meridian_edge::service(state), &stop).await;
     let up = Arc::new(AtomicBool::new(true));
     let reachable = relay(edge.trim_start_matches("http://").to_string(), up.clone()).await;
 

@@ -48,7 +48,7 @@ async fn a_silent_storage_backend_gives_504_within_the_configured_timeout() {
     )
     .expect("edge opens");
     let stop = CancellationToken::new();
-    let edge = serve_plain(meridian_edge::router(state), &stop).await;
+    let edge = serve_plain(meridian_edge::service(state), &stop).await;
 
     let http = reqwest::Client::new();
     for method in [reqwest::Method::GET, reqwest::Method::HEAD] {

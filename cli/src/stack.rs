@@ -295,9 +295,10 @@ pub async fn start(options: StackOptions) -> Result<RunningStack> {
                 .push(InvalidationListener::start(&config, LOCAL_EDGE_ID, state.clone()).await?);
         }
         let tls = meridian_shared::tls::server_config(&ca.issue_localhost()?)?;
-        // Edges count their connections in their metrics.
-        let options = state.serve_options();
-        spawn_with(listener, meridian_edge::router(state), Some(tls), options);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            meridian_edge::run(listener, Some(tls), state, shutdown.cancelled_owned()).await
+        });
     }
     if let Some(worker) = PullWorker::connect(&config).await? {
         let pulling = worker.spawn(replicate_state.clone(), shutdown.clone());

@@ -806,7 +806,7 @@ async fn run_fill(
         &store_key,
         StoredMeta {
             status,
-            headers: headers.clone(),
+            headers: crate::answer::with_room_for_answer_fields(headers.clone()),
             size,
             source_generation,
             stored_at: generated,

@@ -78,6 +78,7 @@ use crate::tiered::TieredStore;
 
 pub use cache_status::CacheStatus;
 pub use invalidations::{InvalidationListener, subscription_id};
+pub use serve::EdgeService;
 
 /// Shared state of one edge: one `Arc`, so a request clones a pointer, not strings or
 /// verifier sets.
@@ -253,6 +254,8 @@ impl EdgeState {
             max_connections,
             max_connections_per_address,
             open_connections: Some(self.0.metrics.connection_count()),
+            // Only the proxy reads it (for `X-Forwarded-For`).
+            client_address: self.0.origin == OriginKind::Http,
             ..ServeOptions::default()
         }
     }
@@ -283,18 +286,17 @@ fn fill_budget_kib(settings: &EdgeSettings) -> usize {
     usize::try_from(bytes / 1024).unwrap_or(usize::MAX).max(1)
 }
 
-/// The edge router: its own paths, then objects (bucket) or everything else (HTTP
-/// origin).
-pub fn router(state: EdgeState) -> Router {
+/// The edge's HTTP service: its own paths, then objects (bucket) or everything else
+/// (HTTP origin).
+pub fn service(state: EdgeState) -> EdgeService {
+    const HEALTH_PATH: &str = "/healthz";
     let own = Router::new()
-        .route("/healthz", get(serve::health))
+        .route(HEALTH_PATH, get(serve::health))
         .route(meridian_shared::api::PURGE_PATH, post(purge::purge))
-        .route(METRICS_PATH, get(serve::metrics));
-    let routes = match state.0.origin {
-        OriginKind::Bucket => own.route("/{*name}", get(serve::serve_object)),
-        OriginKind::Http => own.fallback(serve::proxy),
-    };
-    routes.with_state(state)
+        .route(METRICS_PATH, get(serve::metrics))
+        .with_state(state.clone());
+    let own_paths = [HEALTH_PATH, meridian_shared::api::PURGE_PATH, METRICS_PATH];
+    EdgeService::new(state, own, own_paths)
 }
 
 /// Serves an edge on `listener` (HTTPS when `tls` is given) until `shutdown`.
@@ -305,7 +307,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let options = state.serve_options();
-    server::serve(listener, router(state), tls, options, shutdown).await
+    server::serve(listener, service(state), tls, options, shutdown).await
 }
 
 #[cfg(test)]

@@ -1,29 +1,91 @@
-//! The request handlers: `GET`/`HEAD /{name}` in front of the bucket, and every method
-//! and path in front of an HTTP origin. Both go through the cache front, which also
-//! answers the client's conditionals and ranges.
+//! The edge's HTTP service and its handlers: `GET`/`HEAD` of any path in front of the
+//! bucket, and every method and path in front of an HTTP origin. Both go through the
+//! cache front, which also answers the client's conditionals and ranges.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
+use futures::future::Either;
 use meridian_shared::{Error, ObjectName, Result};
 use tokio::time::Instant;
 
-use crate::EdgeState;
+use crate::{EdgeState, OriginKind};
 
-/// Serves one object of the bucket. Takes the whole request rather than a `HeaderMap`
-/// extractor, which would clone every header of every request.
-pub async fn serve_object(
-    State(state): State<EdgeState>,
-    Path(name): Path<String>,
-    request: Request,
-) -> Response {
+/// The edge as one service. The edge's own paths (health, purge, metrics) go through
+/// an axum router; every other request is an object's, and goes straight to its
+/// handler: routing it would cost more than serving a hit does otherwise (a cloned
+/// method router, a boxed service, and extensions inserted per request).
+#[derive(Clone)]
+pub struct EdgeService {
+    state: EdgeState,
+    own: Router,
+    own_paths: [&'static str; 3],
+}
+
+type Answering = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl EdgeService {
+    /// The service for `state`, with `own` answering `own_paths`.
+    pub(crate) fn new(state: EdgeState, own: Router, own_paths: [&'static str; 3]) -> Self {
+        EdgeService {
+            state,
+            own,
+            own_paths,
+        }
+    }
+}
+
+impl tower::Service<Request> for EdgeService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<<Router as tower::Service<Request>>::Future, Answering>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if self.own_paths.contains(&request.uri().path()) {
+            return Either::Left(self.own.call(request));
+        }
+        let state = self.state.clone();
+        Either::Right(Box::pin(async move {
+            Ok(match state.0.origin {
+                OriginKind::Bucket => serve_object(state, request).await,
+                OriginKind::Http => proxy(state, request).await,
+            })
+        }))
+    }
+}
+
+/// Serves one object of the bucket, named by the request's path. Reads the headers in
+/// place (an extractor would clone them all).
+async fn serve_object(state: EdgeState, request: Request) -> Response {
     let started = Instant::now();
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let refusal = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+        );
+        return observed(
+            &state,
+            request.method(),
+            request.uri(),
+            Ok(refusal.into_response()),
+            started,
+        );
+    }
     let (parts, _) = request.into_parts();
-    let answer = match ObjectName::new(name) {
+    let answer = match ObjectName::from_path(parts.uri.path()) {
         Ok(name) => {
             state
                 .front()
@@ -88,29 +150,28 @@ pub async fn metrics(State(state): State<EdgeState>) -> Response {
 /// Sends any request on to the HTTP origin: `GET` and `HEAD` through the cache, keyed
 /// by path and query; other methods straight through with their bodies. The client's
 /// address is added to `X-Forwarded-For`.
-pub async fn proxy(
-    State(state): State<EdgeState>,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    request: Request,
-) -> Response {
+async fn proxy(state: EdgeState, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
-    let answer = send_on(&state, peer, parts, body).await;
+    let answer = send_on(&state, parts, body).await;
     observed(&state, &method, &uri, answer, started)
 }
 
 async fn send_on(
     state: &EdgeState,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     parts: axum::http::request::Parts,
     body: Body,
 ) -> Result<Response> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
     let Some(target) = parts.uri.path_and_query().map(|t| t.as_str().to_string()) else {
         return Err(Error::BadRequest("the request has no path".into()));
     };
     let mut headers = parts.headers;
-    if let Some(axum::Extension(ConnectInfo(peer))) = peer
+    if let Some(peer) = peer
         && let Ok(address) = HeaderValue::from_str(&peer.ip().to_string())
     {
         headers.append("x-forwarded-for", address);

@@ -51,25 +51,28 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Serves `router` over plain HTTP on a port-0 listener until `stop`; returns its base
+/// Serves `service` (a router, say) over plain HTTP on a port-0 listener until `stop`; returns its base
 /// URL (`http://127.0.0.1:PORT`).
-pub async fn serve_plain(router: axum::Router, stop: &CancellationToken) -> String {
-    let addr = serve_on(([127, 0, 0, 1], 0).into(), router, stop).await;
+pub async fn serve_plain(
+    service: impl meridian_shared::server::HttpService,
+    stop: &CancellationToken,
+) -> String {
+    let addr = serve_on(([127, 0, 0, 1], 0).into(), service, stop).await;
     format!("http://{addr}")
 }
 
-/// Serves `router` over plain HTTP on `addr` (port 0 for any) until `stop`; returns the
+/// Serves `service` over plain HTTP on `addr` (port 0 for any) until `stop`; returns the
 /// address bound, to serve again on the same port later.
 pub async fn serve_on(
     addr: std::net::SocketAddr,
-    router: axum::Router,
+    service: impl meridian_shared::server::HttpService,
     stop: &CancellationToken,
 ) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let bound = listener.local_addr().expect("addr");
     tokio::spawn(meridian_shared::server::serve(
         listener,
-        router,
+        service,
         None,
         meridian_shared::server::ServeOptions::default(),
         stop.clone().cancelled_owned(),

@@ -387,7 +387,8 @@ impl DiskStore {
     }
 
     fn stored_meta(&self, record: &FileMeta, size: u64) -> Option<StoredMeta> {
-        let mut headers = HeaderMap::with_capacity(record.headers.len());
+        let mut headers =
+            HeaderMap::with_capacity(record.headers.len() + crate::answer::ANSWER_FIELDS);
         for (name, value) in &record.headers {
             let bytes: Vec<u8> = value
                 .chars()

@@ -1,4 +1,4 @@
-//! Serving a router on a listener that the caller bound: plain HTTP or HTTPS (rustls),
+//! Serving a router (or any service like one) on a listener that the caller bound: plain HTTP or HTTPS (rustls),
 //! HTTP/1.1 and HTTP/2, a cap on concurrent connections, handshake, first-request,
 //! header, body and idle limits, and graceful shutdown that lets in-flight requests
 //! finish without waiting for clients that are only holding a connection open.
@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -32,6 +33,34 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use watchdog::{Activity, RequestBody};
+
+/// What [`serve`] serves: an axum `Router`, or any service that answers requests the
+/// way one does (for a hot path that skips routing).
+pub trait HttpService:
+    tower::Service<
+        http::Request<Body>,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// Limits and timeouts for one server.
 #[derive(Debug, Clone)]
@@ -59,6 +88,10 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// Where to count open connections (for metrics). Default: not counted.
     pub open_connections: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// Whether handlers are given the client's address (as
+    /// `Extension<ConnectInfo<SocketAddr>>`). Default: yes. A service that never
+    /// reads it turns it off: it costs two allocations per request.
+    pub client_address: bool,
 }
 
 impl Default for ServeOptions {
@@ -71,15 +104,16 @@ impl Default for ServeOptions {
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(8),
             open_connections: None,
+            client_address: true,
         }
     }
 }
 
-/// Serves `router` on `listener` (TLS when `tls` is given) until `shutdown` resolves,
+/// Serves `service` on `listener` (TLS when `tls` is given) until `shutdown` resolves,
 /// then stops accepting and waits up to `drain_timeout` for open connections.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    service: impl HttpService,
     tls: Option<crate::tls::TlsConfig>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
@@ -94,7 +128,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
+        // The watchdog enforces it, for every request at less cost (see `watchdog`).
+        .header_read_timeout(None);
     builder
         .http2()
         .max_header_list_size(limits::HTTP2_MAX_HEADER_LIST)
@@ -129,7 +164,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: builder.clone(),
-            router: router.clone(),
+            service: service.clone(),
             draining: draining.clone(),
             closing: closing.clone(),
             limits: limits.clone(),
@@ -187,9 +222,9 @@ impl Drop for OpenConnection {
 }
 
 /// Everything needed to serve one accepted connection.
-struct Connection {
+struct Connection<S> {
     builder: Builder<TokioExecutor>,
-    router: Router,
+    service: S,
     /// Shutdown started: finish what is in flight, take nothing new.
     draining: CancellationToken,
     /// The drain time is up: close now.
@@ -199,7 +234,7 @@ struct Connection {
     peer: SocketAddr,
 }
 
-impl Connection {
+impl<S: HttpService> Connection<S> {
     /// Completes the TLS handshake (within its limit), then serves the protocol that
     /// ALPN chose, so no sniffing is needed.
     async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) -> ConnectionResult {
@@ -238,11 +273,16 @@ impl Connection {
         let limits = self.limits.clone();
         let bodies = activity.clone();
         let handlers = activity.clone();
-        let peer = axum::extract::ConnectInfo(self.peer);
+        let peer = limits
+            .client_address
+            .then_some(axum::extract::ConnectInfo(self.peer));
         let watched_requests = ServiceExt::<http::Request<axum::body::Body>>::map_request(
-            self.router,
+            self.service,
             move |mut request: http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(peer);
+                bodies.note_version(request.version());
+                if let Some(peer) = peer {
+                    request.extensions_mut().insert(peer);
+                }
                 request.map(|body| {
                     axum::body::Body::new(RequestBody::new(
                         body,
@@ -314,7 +354,7 @@ mod tests {
             header_read_timeout: Duration::from_millis(200),
             ..ServeOptions::default()
         };
-        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let stop = CancellationToken::new();
         tokio::spawn(serve(
             listener,

@@ -6,7 +6,13 @@
 //! - before its first request, it has a fixed time from connecting;
 //! - while a handler runs, no limit here (handlers are bounded by their own timeouts);
 //! - while a response body is sent, it must keep moving;
-//! - between requests, it may stay idle for a while.
+//! - between requests, an HTTP/1.1 connection has the same fixed time to send the
+//!   next request's headers (the only thing it can do next), and an HTTP/2 one may
+//!   stay idle for longer.
+//!
+//! This watchdog is also what enforces the time to send a request's headers: hyper's
+//! own header timer would arm and cancel a timer on every request, which costs more
+//! than noting the time at the start and end of each.
 //!
 //! And a request body that stops arriving fails its request after the same silence.
 //! Neither protocol does this by itself: hyper's HTTP/2 server has no idle limit at
@@ -35,6 +41,8 @@ pub(super) struct Activity {
     handlers: AtomicUsize,
     bodies_sending: AtomicUsize,
     requested: AtomicBool,
+    /// The connection speaks HTTP/2 (known from its first request).
+    http2: AtomicBool,
 }
 
 impl Activity {
@@ -44,7 +52,15 @@ impl Activity {
             handlers: AtomicUsize::new(0),
             bodies_sending: AtomicUsize::new(0),
             requested: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
         })
+    }
+
+    /// Notes the protocol of a request read on this connection.
+    pub(super) fn note_version(&self, version: http::Version) {
+        if version == http::Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Marks a request's handler as running until the guard drops.
@@ -65,17 +81,21 @@ impl Activity {
     }
 
     /// When the connection counts as quiet if nothing happens before then; `None`
-    /// while a handler runs.
-    pub(super) fn deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+    /// while a handler runs. `headers` is the time to send a request's headers,
+    /// `idle` the time an HTTP/2 connection may wait between requests.
+    pub(super) fn deadline(&self, headers: Duration, idle: Duration) -> Option<Instant> {
         if self.handlers.load(Ordering::Relaxed) > 0 {
             return None;
         }
-        let limit = if self.requested.load(Ordering::Relaxed) {
+        // Before the first request nothing notes progress: this is a fixed time from
+        // connecting. After a request, progress was noted when it ended.
+        let sending = self.bodies_sending.load(Ordering::Relaxed) > 0;
+        let http2_between_requests =
+            self.requested.load(Ordering::Relaxed) && self.http2.load(Ordering::Relaxed);
+        let limit = if sending || http2_between_requests {
             idle
         } else {
-            // Nothing notes progress before the first request: this is a fixed time
-            // from connecting.
-            first_request
+            headers
         };
         Some(self.progress.at() + limit)
     }
@@ -211,33 +231,41 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_first_request_gets_a_fixed_time_and_idleness_counts_from_the_last() {
-        let activity = Activity::new();
-        let start = Instant::now();
-        let (first, idle) = (Duration::from_secs(10), Duration::from_secs(60));
-        assert_eq!(activity.deadline(first, idle), Some(start + first));
-        tokio::time::advance(Duration::from_secs(3)).await;
-        let handler = activity.handler_started();
-        assert_eq!(
-            activity.deadline(first, idle),
-            None,
-            "no limit while a handler runs"
-        );
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let body = activity.track_response(Body::from("hello"));
-        drop(handler);
-        assert_eq!(
-            activity.deadline(first, idle),
-            Some(start + Duration::from_secs(5) + idle),
-            "a response body being sent must keep moving"
-        );
-        tokio::time::advance(Duration::from_secs(4)).await;
-        drop(body);
-        assert_eq!(
-            activity.deadline(first, idle),
-            Some(start + Duration::from_secs(9) + idle),
-            "idleness counts from the end of the last response"
-        );
+    async fn the_first_request_gets_a_fixed_time_and_later_ones_count_from_the_last() {
+        for version in [http::Version::HTTP_11, http::Version::HTTP_2] {
+            let activity = Activity::new();
+            let start = Instant::now();
+            let (headers, idle) = (Duration::from_secs(10), Duration::from_secs(60));
+            assert_eq!(activity.deadline(headers, idle), Some(start + headers));
+            tokio::time::advance(Duration::from_secs(3)).await;
+            activity.note_version(version);
+            let handler = activity.handler_started();
+            assert_eq!(
+                activity.deadline(headers, idle),
+                None,
+                "no limit while a handler runs"
+            );
+            tokio::time::advance(Duration::from_secs(2)).await;
+            let body = activity.track_response(Body::from("hello"));
+            drop(handler);
+            assert_eq!(
+                activity.deadline(headers, idle),
+                Some(start + Duration::from_secs(5) + idle),
+                "{version:?}: a response body being sent must keep moving"
+            );
+            tokio::time::advance(Duration::from_secs(4)).await;
+            drop(body);
+            let between_requests = if version == http::Version::HTTP_2 {
+                idle
+            } else {
+                headers // the next thing an HTTP/1.1 client can send is a request head
+            };
+            assert_eq!(
+                activity.deadline(headers, idle),
+                Some(start + Duration::from_secs(9) + between_requests),
+                "{version:?}: the wait for the next request counts from the end of the last"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -33,10 +33,15 @@ impl ObjectName {
                 name.len()
             )));
         }
-        if let Some(c) = name.chars().find(|c| matches!(c, '\0' | '\r' | '\n')) {
+        // Bytes, not chars: these three are ASCII, and never part of a longer character.
+        if let Some(&b) = name
+            .as_bytes()
+            .iter()
+            .find(|b| matches!(b, 0 | b'\r' | b'\n'))
+        {
             return Err(Error::InvalidName(format!(
                 "name must not contain {:?}",
-                c.escape_default().to_string()
+                char::from(b).escape_default().to_string()
             )));
         }
         if name
@@ -55,6 +60,10 @@ impl ObjectName {
     /// then validated like [`ObjectName::new`].
     pub fn from_path(path: &str) -> Result<ObjectName> {
         let encoded = path.strip_prefix('/').unwrap_or(path);
+        if !encoded.contains('%') {
+            // Nothing to decode (most names): skip checking the UTF-8 of a `str` again.
+            return ObjectName::new(encoded);
+        }
         let decoded = percent_encoding::percent_decode_str(encoded)
             .decode_utf8()
             .map_err(|_| Error::InvalidName("object name is not UTF-8".into()))?;

@@ -17,7 +17,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // rustls warns about what clients do wrong (an IP address sent as the TLS server
+    // name, as curl and wrk do when given one): a line per connection that any client
+    // can cause, and nothing the server can fix.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let json = std::env::var_os("K_SERVICE").is_some()
         || std::env::var("MERIDIAN_LOG_FORMAT").is_ok_and(|format| format == "json");
     let builder = tracing_subscriber::fmt()

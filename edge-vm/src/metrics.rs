@@ -48,6 +48,9 @@ pub struct TierLabels {
 pub struct EdgeMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// `requests` for 200 hits, the answer most requests get: looked up once, not per
+    /// request.
+    ok_hits: Counter,
     body_bytes: Counter,
     origin_latency: Histogram,
     coalesced: Counter,
@@ -121,9 +124,16 @@ impl EdgeMetrics {
             "Client connections open now",
             open_connections.clone(),
         );
+        let ok_hits = requests
+            .get_or_create(&RequestLabels {
+                status: 200,
+                cache: "HIT",
+            })
+            .clone();
         EdgeMetrics {
             registry,
             requests,
+            ok_hits,
             body_bytes,
             origin_latency,
             coalesced,
@@ -149,12 +159,16 @@ impl EdgeMetrics {
         took: Duration,
     ) {
         let cache = cache_label(cache);
-        self.requests
-            .get_or_create(&RequestLabels {
-                status: status.as_u16(),
-                cache,
-            })
-            .inc();
+        if status == StatusCode::OK && cache == "HIT" {
+            self.ok_hits.inc();
+        } else {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    status: status.as_u16(),
+                    cache,
+                })
+                .inc();
+        }
         if let Some(bytes) = content_length {
             self.body_bytes.inc_by(bytes);
         }
@@ -254,6 +268,15 @@ mod tests {
                 Duration::from_millis(1),
             );
         }
+        let miss = HeaderValue::from_static("MISS");
+        metrics.answered(
+            &Method::GET,
+            "/b",
+            StatusCode::OK,
+            Some(&miss),
+            Some(5),
+            Duration::from_millis(1),
+        );
         metrics.origin_answered(Duration::from_millis(3));
         metrics.evictions("memory").inc_by(2);
         let memory = TierSize {
@@ -264,7 +287,8 @@ mod tests {
         let text = metrics.render(&[memory]);
         for line in [
             "meridian_edge_requests_total{status=\"200\",cache=\"HIT\"} 3",
-            "meridian_edge_response_body_bytes_total 30",
+            "meridian_edge_requests_total{status=\"200\",cache=\"MISS\"} 1",
+            "meridian_edge_response_body_bytes_total 35",
             "meridian_edge_origin_request_duration_seconds_count 1",
             "meridian_edge_store_bytes{tier=\"memory\"} 4096",
             "meridian_edge_evictions_total{tier=\"memory\"} 2",

@@ -203,6 +203,14 @@ pub async fn serve(
     Ok(())
 }
 
+/// How much encrypted data rustls may hold for a TLS connection before the socket
+/// takes it (rustls's default is 64 KiB). At 64 KiB a 64 KiB response and its head
+/// went out in two writes, each waking the client; at 128 KiB they go in one, and a
+/// 1 MiB response in half as many. Measured with the hit benchmark: less CPU per
+/// response on both sides and a lower p99. The kernel's own send buffer per socket is
+/// larger still, so this adds little to what a client that stops reading can hold.
+const TLS_SEND_BUFFER: usize = 128 * 1024;
+
 type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// One open connection, counted while it lives.
@@ -242,7 +250,7 @@ impl<S: HttpService> Connection<S> {
             done = tokio::time::timeout(self.limits.tls_handshake_timeout, acceptor.accept(stream)) => done,
             () = self.draining.cancelled() => return Ok(()), // nothing in flight yet
         };
-        let tls = match handshake {
+        let mut tls = match handshake {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(cause = %e, "TLS handshake failed");
@@ -253,6 +261,7 @@ impl<S: HttpService> Connection<S> {
                 return Ok(());
             }
         };
+        tls.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let builder = if h2 {
             self.builder.clone().http2_only()

@@ -105,8 +105,20 @@ impl TlsEdge {
     }
 }
 
+/// Makes one HTTP/1.1 request on `connection` and checks it is answered 200.
+async fn request_once(connection: &mut TlsStream<TcpStream>) {
+    use tokio::io::AsyncWriteExt;
+    connection
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = [0u8; 512];
+    let n = connection.read(&mut response).await.expect("response");
+    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+}
+
 /// Waits until the server closes `connection` (end of stream or reset); returns when.
-async fn closed_by_server(mut connection: TlsStream<TcpStream>) -> Instant {
+async fn closed_by_server(mut connection: impl tokio::io::AsyncRead + Unpin) -> Instant {
     let mut buffer = [0u8; 1024];
     loop {
         match connection.read(&mut buffer).await {
@@ -191,14 +203,7 @@ async fn connections_that_go_quiet_after_a_request_are_closed() {
         // A raw connection that made one request and then went quiet.
         let mut connection = edge.silent_connection(alpn).await;
         if alpn == b"http/1.1" {
-            use tokio::io::AsyncWriteExt;
-            connection
-                .write_all(b"GET /hello.txt HTTP/1.1\r\nhost: localhost\r\n\r\n")
-                .await
-                .expect("write");
-            let mut response = [0u8; 512];
-            let n = connection.read(&mut response).await.expect("response");
-            assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+            request_once(&mut connection).await;
         }
         let quiet_since = Instant::now();
         let closed = closed_by_server(connection).await;
@@ -222,18 +227,12 @@ async fn an_http1_client_that_trickles_its_next_request_head_is_closed_after_the
     .await;
     use tokio::io::AsyncWriteExt;
     let mut connection = edge.silent_connection(b"http/1.1").await;
-    connection
-        .write_all(b"GET /hello.txt HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .expect("write");
-    let mut response = [0u8; 512];
-    let n = connection.read(&mut response).await.expect("response");
-    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+    request_once(&mut connection).await;
 
     // The next request's head, one byte every 100 ms: bytes keep coming, the head never
     // ends.
     let started = Instant::now();
-    let (mut reader, mut writer) = tokio::io::split(connection);
+    let (reader, mut writer) = tokio::io::split(connection);
     let trickling = tokio::spawn(async move {
         for byte in b"GET /hello.txt HTTP/1.1\r\nx-slow: ".iter().cycle() {
             if writer.write_all(&[*byte]).await.is_err() {
@@ -245,13 +244,7 @@ async fn an_http1_client_that_trickles_its_next_request_head_is_closed_after_the
             }
         }
     });
-    let mut buffer = [0u8; 64];
-    let closed = loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => break Instant::now(),
-            Ok(_) => continue,
-        }
-    };
+    let closed = closed_by_server(reader).await;
     trickling.abort();
     assert!(
         closed - started < Duration::from_millis(800) + Duration::from_secs(2),

@@ -307,27 +307,18 @@ async fn every_path_but_the_edges_own_names_an_object_and_only_get_and_head_read
     let (bucket, edge) = edge_over("docs/a b.txt", b"spaced", &stop).await;
     bucket.open_gate();
     let http = reqwest::Client::new();
+    let ask = |method: reqwest::Method, path: &str| {
+        let request = http.request(method, format!("{edge}{path}"));
+        async move { request.send().await.expect("edge answers") }
+    };
 
-    let encoded = http
-        .get(format!("{edge}/docs/a%20b.txt"))
-        .send()
-        .await
-        .expect("answer");
+    let encoded = ask(reqwest::Method::GET, "/docs/a%20b.txt").await;
     assert_eq!(encoded.status(), 200);
     assert_eq!(encoded.bytes().await.expect("body").as_ref(), b"spaced");
-    let head = http
-        .head(format!("{edge}/docs/a%20b.txt"))
-        .send()
-        .await
-        .expect("answer");
+    let head = ask(reqwest::Method::HEAD, "/docs/a%20b.txt").await;
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], "6");
-
-    let post = http
-        .post(format!("{edge}/docs/a%20b.txt"))
-        .send()
-        .await
-        .expect("answer");
+    let post = ask(reqwest::Method::POST, "/docs/a%20b.txt").await;
     assert_eq!(post.status(), 405);
     assert_eq!(post.headers()["allow"], "GET,HEAD");
 
@@ -336,36 +327,19 @@ async fn every_path_but_the_edges_own_names_an_object_and_only_get_and_head_read
         ("/docs/..%2F..%2Fsecret", "'..' segment"),
         ("/bad%FF", "not UTF-8"),
     ] {
-        let refused = http
-            .get(format!("{edge}{path}"))
-            .send()
-            .await
-            .expect("answer");
+        let refused = ask(reqwest::Method::GET, path).await;
         assert_eq!(refused.status(), 400, "{path}");
         let text = refused.text().await.expect("body");
         assert!(text.contains(why), "{path}: {text}");
     }
     assert_eq!(
-        http.get(format!("{edge}/missing.txt"))
-            .send()
-            .await
-            .expect("answer")
-            .status(),
+        ask(reqwest::Method::GET, "/missing.txt").await.status(),
         404
     );
     // The edge's own paths are still its own.
-    let health = http
-        .get(format!("{edge}/healthz"))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(health.status(), 200);
+    assert_eq!(ask(reqwest::Method::GET, "/healthz").await.status(), 200);
     assert_eq!(
-        http.get(format!("{edge}/_meridian/purge"))
-            .send()
-            .await
-            .expect("answer")
-            .status(),
+        ask(reqwest::Method::GET, "/_meridian/purge").await.status(),
         405
     );
     assert_eq!(

@@ -442,3 +442,152 @@ async fn oversized_targets_get_414_and_oversized_headers_431_over_both_protocols
     }
     edge.stop.cancel();
 }
+
+/// An edge on plain HTTP holding a stored 7 MiB object (`/large.bin`, already fetched
+/// once), with `options`; its address, the body and the stop token.
+async fn edge_with_a_large_stored_object(
+    options: ServeOptions,
+) -> (std::net::SocketAddr, Vec<u8>, CancellationToken) {
+    let body = crate::harness::pseudo_random_bytes(7 * 1024 * 1024, 9);
+    let bucket = MemoryBucket::new("edge-large-object-test");
+    let name = ObjectName::new("large.bin").expect("name");
+    bucket
+        .put(
+            &name,
+            stream_from_bytes(body.clone()),
+            PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    let state = EdgeState::new(
+        "test-region",
+        Arc::new(bucket),
+        &EdgeSettings::default(),
+        PurgeSigningKey::generate().expect("key").public_key(),
+    )
+    .expect("edge opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    tokio::spawn(server::serve(
+        listener,
+        meridian_edge::service(state),
+        None,
+        options,
+        stop.clone().cancelled_owned(),
+    ));
+    let filled = reqwest::get(format!("http://{addr}/large.bin"))
+        .await
+        .expect("miss");
+    assert_eq!(filled.bytes().await.expect("body").len(), body.len());
+    (addr, body, stop)
+}
+
+/// Asks for `/large.bin` on a connection with a small receive window, so the edge's
+/// writes are held back while the client reads slowly.
+async fn ask_for_the_large_object(addr: std::net::SocketAddr) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(16 * 1024)
+        .expect("small window");
+    let mut connection = socket.connect(addr).await.expect("connect");
+    connection
+        .write_all(b"GET /large.bin HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    connection
+}
+
+/// Reads `connection` until `wanted` body bytes came or it closes, pausing `pause`
+/// after each read (and once for `stall` after the first `stall_after` bytes); the
+/// response head and how many body bytes came.
+async fn read_response(
+    connection: &mut TcpStream,
+    wanted: usize,
+    pause: Duration,
+    stall: Option<(usize, Duration)>,
+) -> (String, usize) {
+    let mut received = Vec::with_capacity(wanted + 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut stall = stall;
+    let body_start = |received: &[u8]| {
+        received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|end| end + 4)
+    };
+    loop {
+        match connection.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+        }
+        if body_start(&received).is_some_and(|start| received.len() >= start + wanted) {
+            break;
+        }
+        match stall {
+            Some((after, length)) if received.len() >= after => {
+                tokio::time::sleep(length).await;
+                stall = None;
+            }
+            _ => tokio::time::sleep(pause).await,
+        }
+    }
+    let start = body_start(&received).expect("a response head");
+    let head = String::from_utf8_lossy(&received[..start]).into_owned();
+    (head, received.len() - start)
+}
+
+#[tokio::test]
+async fn a_slow_reader_of_a_large_stored_object_is_not_cut_off_while_the_bytes_keep_moving() {
+    // The whole body is one stored buffer, handed over at once: sending it takes far
+    // longer than the time to send a request's headers.
+    let (addr, body, stop) = edge_with_a_large_stored_object(ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(60),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut connection = ask_for_the_large_object(addr).await;
+    let started = Instant::now();
+    let (head, received) =
+        read_response(&mut connection, body.len(), Duration::from_millis(20), None).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("x-cache: HIT"), "a stored copy: {head}");
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the read outlasted the header limit ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(
+        received,
+        body.len(),
+        "the whole body arrived, in {:?}",
+        started.elapsed()
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_a_large_object_is_closed_after_the_idle_limit() {
+    let (addr, body, stop) = edge_with_a_large_stored_object(ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(800),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut connection = ask_for_the_large_object(addr).await;
+    // Reads a little, stops for well over the idle limit, then reads what is left.
+    let stall = (256 * 1024, Duration::from_secs(3));
+    let (head, received) =
+        read_response(&mut connection, body.len(), Duration::ZERO, Some(stall)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        received < body.len(),
+        "closed while the client did not read: {received} of {} bytes came",
+        body.len()
+    );
+    stop.cancel();
+}

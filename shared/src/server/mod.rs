@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use watchdog::{Activity, RequestBody};
+use watchdog::{Activity, RequestBody, WatchedIo};
 
 /// What [`serve`] serves: an axum `Router`, or any service that answers requests the
 /// way one does (for a hot path that skips routing).
@@ -318,9 +318,10 @@ impl<S: HttpService> Connection<S> {
         // Nothing here upgrades, but this variant's graceful shutdown closes a connection
         // that has not sent its first request at once; the plain one waits for it (see
         // the test `shutdown_does_not_wait_for_idle_or_silent_clients`).
-        let connection = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        let connection = self.builder.serve_connection_with_upgrades(
+            TokioIo::new(WatchedIo::new(io, activity.clone())),
+            service,
+        );
         tokio::pin!(connection);
         let limits = &self.limits;
         let mut draining = false;

@@ -5,7 +5,9 @@
 //!
 //! - before its first request, it has a fixed time from connecting;
 //! - while a handler runs, no limit here (handlers are bounded by their own timeouts);
-//! - while a response body is sent, it must keep moving;
+//! - while a response body is sent, it must keep moving, also once the handler has
+//!   handed all of it over and the socket is still taking it (a slow reader of a large
+//!   stored object: see [`WatchedIo`]);
 //! - between requests, an HTTP/1.1 connection has the same fixed time to send the
 //!   next request's headers (the only thing it can do next), and an HTTP/2 one may
 //!   stay idle for longer.
@@ -28,6 +30,7 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::BoxError;
@@ -43,6 +46,8 @@ pub(super) struct Activity {
     requested: AtomicBool,
     /// The connection speaks HTTP/2 (known from its first request).
     http2: AtomicBool,
+    /// The socket held back a write that has not gone through since.
+    held_back: AtomicBool,
 }
 
 impl Activity {
@@ -53,7 +58,22 @@ impl Activity {
             bodies_sending: AtomicUsize::new(0),
             requested: AtomicBool::new(false),
             http2: AtomicBool::new(false),
+            held_back: AtomicBool::new(false),
         })
+    }
+
+    /// Notes how a write (or flush) on the socket went: held back, or through. Only the
+    /// end of a hold-back notes progress, so a fast socket costs no clock reads.
+    fn wrote<T>(&self, outcome: &Poll<std::io::Result<T>>) {
+        match outcome {
+            Poll::Pending => self.held_back.store(true, Ordering::Relaxed),
+            Poll::Ready(Ok(_)) => {
+                if self.held_back.swap(false, Ordering::Relaxed) {
+                    self.progress.note();
+                }
+            }
+            Poll::Ready(Err(_)) => {}
+        }
     }
 
     /// Notes the protocol of a request read on this connection.
@@ -89,7 +109,8 @@ impl Activity {
         }
         // Before the first request nothing notes progress: this is a fixed time from
         // connecting. After a request, progress was noted when it ended.
-        let sending = self.bodies_sending.load(Ordering::Relaxed) > 0;
+        let sending = self.bodies_sending.load(Ordering::Relaxed) > 0
+            || self.held_back.load(Ordering::Relaxed);
         let http2_between_requests =
             self.requested.load(Ordering::Relaxed) && self.http2.load(Ordering::Relaxed);
         let limit = if sending || http2_between_requests {
@@ -155,6 +176,69 @@ impl http_body::Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The connection's socket (plain or TLS), watched for writes it holds back: while it
+/// does, the connection is still sending, however long ago the handler handed over its
+/// body (hyper drops a single-buffer body before writing it out). Each write that goes
+/// through after a hold-back counts as progress, so a slow reader keeps its connection
+/// as long as the bytes keep moving, and one that stops reading loses it after the
+/// idle limit.
+pub(super) struct WatchedIo<I> {
+    inner: I,
+    activity: Arc<Activity>,
+}
+
+impl<I> WatchedIo<I> {
+    pub(super) fn new(inner: I, activity: Arc<Activity>) -> WatchedIo<I> {
+        WatchedIo { inner, activity }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let outcome = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(&outcome);
+        outcome
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let outcome = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(&outcome);
+        outcome
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let outcome = Pin::new(&mut self.inner).poll_flush(cx);
+        self.activity.wrote(&outcome);
+        outcome
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -266,6 +350,32 @@ mod tests {
                 "{version:?}: the wait for the next request counts from the end of the last"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_socket_holds_back_counts_as_sending_until_it_goes_through() {
+        let activity = Activity::new();
+        let (headers, idle) = (Duration::from_secs(10), Duration::from_secs(60));
+        activity.note_version(http::Version::HTTP_11);
+        drop(activity.handler_started());
+        let handed_over = Instant::now();
+        assert_eq!(
+            activity.deadline(headers, idle),
+            Some(handed_over + headers)
+        );
+        activity.wrote(&Poll::<std::io::Result<usize>>::Pending);
+        assert_eq!(
+            activity.deadline(headers, idle),
+            Some(handed_over + idle),
+            "held back: still sending, and it must keep moving"
+        );
+        tokio::time::advance(Duration::from_secs(30)).await;
+        activity.wrote(&Poll::Ready(Ok(16_384usize)));
+        assert_eq!(
+            activity.deadline(headers, idle),
+            Some(Instant::now() + headers),
+            "through: the wait for the next request counts from now"
+        );
     }
 
     #[tokio::test(start_paused = true)]

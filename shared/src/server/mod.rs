@@ -1,7 +1,8 @@
-//! Serving a router (or any service like one) on a listener that the caller bound: plain HTTP or HTTPS (rustls),
-//! HTTP/1.1 and HTTP/2, a cap on concurrent connections, handshake, first-request,
-//! header, body and idle limits, and graceful shutdown that lets in-flight requests
-//! finish without waiting for clients that are only holding a connection open.
+//! Serving a router (or any service like one) on a listener that the caller bound:
+//! plain HTTP or HTTPS (rustls), HTTP/1.1 and HTTP/2, a cap on concurrent connections,
+//! handshake, first-request, header, body and idle limits, and graceful shutdown that
+//! lets in-flight requests finish without waiting for clients that are only holding a
+//! connection open.
 //!
 //! # Layout
 //! - `watchdog`: noticing that a connection has nothing left to do.
@@ -88,8 +89,8 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// Where to count open connections (for metrics). Default: not counted.
     pub open_connections: Option<Arc<std::sync::atomic::AtomicUsize>>,
-    /// Whether handlers are given the client's address (as
-    /// `Extension<ConnectInfo<SocketAddr>>`). Default: yes. A service that never
+    /// Whether handlers are given the client's address (`ConnectInfo<SocketAddr>` in
+    /// the request's extensions, as axum's `Extension` extractor reads it). Default: yes. A service that never
     /// reads it turns it off: it costs two allocations per request.
     pub client_address: bool,
 }

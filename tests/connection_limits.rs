@@ -31,6 +31,46 @@ struct TlsEdge {
     _dir: tempfile::TempDir,
 }
 
+/// Serves an edge over a memory bucket holding `body` as `name`, on port 0 (TLS when
+/// `tls` is given); its address, what stops it, and its task.
+async fn serve_edge_over(
+    name: &str,
+    body: Vec<u8>,
+    tls: Option<meridian_shared::tls::TlsConfig>,
+    options: ServeOptions,
+) -> (
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let bucket = MemoryBucket::new(&format!("edge-limits-{name}"));
+    let name = ObjectName::new(name).expect("name");
+    bucket
+        .put(&name, stream_from_bytes(body), PutOptions::default())
+        .await
+        .expect("put");
+    let state = EdgeState::new(
+        "test-region",
+        Arc::new(bucket),
+        &EdgeSettings::default(),
+        PurgeSigningKey::generate().expect("key").public_key(),
+    )
+    .expect("edge opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let served = tokio::spawn(server::serve(
+        listener,
+        meridian_edge::service(state),
+        tls,
+        options,
+        stop.clone().cancelled_owned(),
+    ));
+    (addr, stop, served)
+}
+
 impl TlsEdge {
     async fn start(options: ServeOptions) -> TlsEdge {
         meridian_shared::tls::install_crypto_provider();
@@ -38,31 +78,8 @@ impl TlsEdge {
         let ca = DevCa::load_or_create(dir.path()).expect("ca");
         let tls = meridian_shared::tls::server_config(&ca.issue_localhost().expect("cert"))
             .expect("tls config");
-        let bucket = MemoryBucket::new("edge-limits-test");
-        let name = ObjectName::new("hello.txt").expect("name");
-        bucket
-            .put(&name, stream_from_bytes("hello"), PutOptions::default())
-            .await
-            .expect("put");
-        let state = EdgeState::new(
-            "test-region",
-            Arc::new(bucket),
-            &EdgeSettings::default(),
-            PurgeSigningKey::generate().expect("key").public_key(),
-        )
-        .expect("edge opens");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
-        let served = tokio::spawn(server::serve(
-            listener,
-            meridian_edge::service(state),
-            Some(tls),
-            options,
-            stop.clone().cancelled_owned(),
-        ));
+        let (addr, stop, served) =
+            serve_edge_over("hello.txt", b"hello".to_vec(), Some(tls), options).await;
         TlsEdge {
             url: format!("https://{addr}/hello.txt"),
             addr,
@@ -449,35 +466,7 @@ async fn edge_with_a_large_stored_object(
     options: ServeOptions,
 ) -> (std::net::SocketAddr, Vec<u8>, CancellationToken) {
     let body = crate::harness::pseudo_random_bytes(7 * 1024 * 1024, 9);
-    let bucket = MemoryBucket::new("edge-large-object-test");
-    let name = ObjectName::new("large.bin").expect("name");
-    bucket
-        .put(
-            &name,
-            stream_from_bytes(body.clone()),
-            PutOptions::default(),
-        )
-        .await
-        .expect("put");
-    let state = EdgeState::new(
-        "test-region",
-        Arc::new(bucket),
-        &EdgeSettings::default(),
-        PurgeSigningKey::generate().expect("key").public_key(),
-    )
-    .expect("edge opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    tokio::spawn(server::serve(
-        listener,
-        meridian_edge::service(state),
-        None,
-        options,
-        stop.clone().cancelled_owned(),
-    ));
+    let (addr, stop, _) = serve_edge_over("large.bin", body.clone(), None, options).await;
     let filled = reqwest::get(format!("http://{addr}/large.bin"))
         .await
         .expect("miss");

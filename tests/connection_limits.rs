@@ -580,3 +580,49 @@ async fn a_reader_that_stops_reading_a_large_object_is_closed_after_the_idle_lim
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_slow_http2_reader_of_a_large_stored_object_is_not_cut_off_while_it_keeps_reading() {
+    // HTTP/2 holds the body back by flow control, not at the socket: the client's small
+    // windows pace the edge to its reading.
+    let (addr, body, stop) = edge_with_a_large_stored_object(ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(1),
+        ..ServeOptions::default()
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .http2_initial_stream_window_size(64 * 1024)
+        .http2_initial_connection_window_size(64 * 1024)
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let mut response = client
+        .get(format!("http://{addr}/large.bin"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.headers()["x-cache"], "HIT");
+    let mut received = 0;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the read outlasted the idle limit ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(
+        received,
+        body.len(),
+        "the whole body arrived, in {:?}",
+        started.elapsed()
+    );
+    stop.cancel();
+}

@@ -94,8 +94,15 @@ impl Activity {
     /// Wraps a response body so the connection counts as busy while it is sent.
     pub(super) fn track_response(self: &Arc<Self>, body: Body) -> Body {
         self.bodies_sending.fetch_add(1, Ordering::Relaxed);
+        let piece = if self.http2.load(Ordering::Relaxed) {
+            PIECE
+        } else {
+            usize::MAX
+        };
         Body::new(ResponseBody {
             inner: body,
+            piece,
+            rest: Bytes::new(),
             sending: Some(BodySending(self.clone())),
         })
     }
@@ -143,10 +150,34 @@ impl Drop for BodySending {
 }
 
 /// A response body that notes each frame it gives the connection.
+///
+/// Over HTTP/2 a frame larger than [`PIECE`] is handed on in pieces of that size
+/// (slices of the same buffer, no copies): the connection asks for each piece when the
+/// client's flow-control window lets it send it, so a stored body of several MiB given
+/// as one buffer is seen moving piece by piece rather than handed over at once and then
+/// sent, unwatched, for as long as the client takes. Over HTTP/1.1 the socket itself
+/// shows whether the bytes move ([`WatchedIo`]), and whole frames mean fewer writes.
 struct ResponseBody {
     inner: Body,
+    /// The largest piece handed on at once.
+    piece: usize,
+    /// What is left of a frame handed on in pieces.
+    rest: Bytes,
     /// Dropped at the end of the body (or with it, if the connection drops it first).
     sending: Option<BodySending>,
+}
+
+/// The largest piece of a response body handed to an HTTP/2 connection at once.
+const PIECE: usize = 64 * 1024;
+
+impl ResponseBody {
+    /// The next piece of `data`, keeping the rest for the next poll.
+    fn piece_of(&mut self, mut data: Bytes) -> Bytes {
+        if data.len() > self.piece {
+            self.rest = data.split_off(self.piece);
+        }
+        data
+    }
 }
 
 impl http_body::Body for ResponseBody {
@@ -157,25 +188,47 @@ impl http_body::Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(_))) => {
-                if let Some(sending) = &self.sending {
+        let this = &mut *self;
+        if !this.rest.is_empty() {
+            let rest = std::mem::take(&mut this.rest);
+            let piece = this.piece_of(rest);
+            if let Some(sending) = &this.sending {
+                sending.0.progress.note();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(piece))));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(sending) = &this.sending {
                     sending.0.progress.note();
                 }
+                let frame = match frame.into_data() {
+                    Ok(data) => Frame::data(this.piece_of(data)),
+                    Err(frame) => frame,
+                };
+                Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(_) => self.sending = None,
-            Poll::Pending => {}
+            Poll::Ready(other) => {
+                this.sending = None;
+                Poll::Ready(other)
+            }
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -376,6 +429,37 @@ mod tests {
             Some(Instant::now() + headers),
             "through: the wait for the next request counts from now"
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_handed_to_http2_in_pieces_of_the_same_buffer() {
+        use http_body::Body as _;
+        use http_body_util::BodyExt;
+        let whole = Bytes::from(vec![7u8; 3 * PIECE + 100]);
+        let http1 = Activity::new();
+        let mut body = http1.track_response(Body::from(whole.clone()));
+        let frame = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(
+            frame.into_data().expect("data").len(),
+            whole.len(),
+            "HTTP/1.1: whole"
+        );
+
+        let activity = Activity::new();
+        activity.note_version(http::Version::HTTP_2);
+        let mut body = activity.track_response(Body::from(whole.clone()));
+        assert_eq!(body.size_hint().exact(), Some(whole.len() as u64));
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let data = frame.expect("frame").into_data().expect("data");
+            pieces.push(data.len());
+            let left = whole.len() - pieces.iter().sum::<usize>();
+            assert_eq!(body.size_hint().exact(), Some(left as u64));
+            assert_eq!(body.is_end_stream(), left == 0);
+        }
+        assert_eq!(pieces, [PIECE, PIECE, PIECE, 100]);
+        drop(body);
+        assert_eq!(activity.bodies_sending.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -26,13 +26,6 @@ const REGION: HeaderName = HeaderName::from_static("x-meridian-region");
 /// `Cache-Status`, `Age`, `Accept-Ranges`).
 pub const ANSWER_FIELDS: usize = 4;
 
-/// `headers` with room for the fields every answer adds: stored this way, the copy each
-/// hit takes never has to grow its table (which rehashes every field) to add them.
-pub fn with_room_for_answer_fields(mut headers: HeaderMap) -> HeaderMap {
-    headers.reserve(ANSWER_FIELDS);
-    headers
-}
-
 /// A `Cache-Status` value (RFC 9211) naming this cache, then `parameters`: written
 /// into one buffer, which becomes the header value without another copy (this runs on
 /// every request).

@@ -804,15 +804,14 @@ async fn run_fill(
     let generated = generated_at(freshness.initial_age);
     let mut miss = shared.store.miss(
         &store_key,
-        StoredMeta {
+        StoredMeta::new(
             status,
-            headers: crate::answer::with_room_for_answer_fields(headers.clone()),
+            headers.clone(),
             size,
             source_generation,
-            stored_at: generated,
-            fresh_for: freshness.lifetime,
-            unverified: false,
-        },
+            generated,
+            freshness.lifetime,
+        ),
     );
     fill.start(status, headers, variant, generated, size);
     match fill::copy_body(&fill, body, size, |chunk| miss.write(chunk)).await {
@@ -902,15 +901,15 @@ impl Shared {
             }
             if let Some(parts) = kept {
                 let (store_key, _) = shared.store_key(&key, &request, &headers).await;
-                let mut miss = shared.store.miss(&store_key, StoredMeta {
+                let meta = StoredMeta::new(
                     status,
                     headers,
                     size,
-                    source_generation: generation,
-                    stored_at: generated,
-                    fresh_for: freshness.lifetime,
-                    unverified: false,
-                });
+                    generation,
+                    generated,
+                    freshness.lifetime,
+                );
+                let mut miss = shared.store.miss(&store_key, meta);
                 for part in &parts {
                     miss.write(part);
                 }
@@ -947,15 +946,14 @@ impl Shared {
         let freshness =
             self.policy
                 .assess(&job.request, stored.status, &headers, SystemTime::now());
-        let meta = StoredMeta {
-            status: stored.status,
+        let meta = StoredMeta::new(
+            stored.status,
             headers,
-            size: stored.size,
-            source_generation: stored.source_generation.max(source_generation),
-            stored_at: generated_at(freshness.map(|f| f.initial_age).unwrap_or_default()),
-            fresh_for: freshness.map(|f| f.lifetime).unwrap_or_default(),
-            unverified: false,
-        };
+            stored.size,
+            stored.source_generation.max(source_generation),
+            generated_at(freshness.map(|f| f.initial_age).unwrap_or_default()),
+            freshness.map(|f| f.lifetime).unwrap_or_default(),
+        );
         let purged = self
             .floors
             .below(&job.key, meta.source_generation, job.epoch)

@@ -34,6 +34,29 @@ pub struct StoredMeta {
 }
 
 impl StoredMeta {
+    /// A response to store, current now (not `unverified`). Its headers are kept with
+    /// room for the fields every answer adds, so the copy each hit takes never has to
+    /// grow its table (which rehashes every field) to add them.
+    pub fn new(
+        status: axum::http::StatusCode,
+        mut headers: HeaderMap,
+        size: u64,
+        source_generation: i64,
+        stored_at: Instant,
+        fresh_for: Duration,
+    ) -> StoredMeta {
+        headers.reserve(crate::answer::ANSWER_FIELDS);
+        StoredMeta {
+            status,
+            headers,
+            size,
+            source_generation,
+            stored_at,
+            fresh_for,
+            unverified: false,
+        }
+    }
+
     /// Whether it may still be served at `now`.
     pub fn is_fresh(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.stored_at) < self.fresh_for
@@ -168,6 +191,14 @@ impl MemoryStore {
             .build();
         MemoryStore { entries, budget }
     }
+
+    /// Stores `body` with `meta` under `key` (a miss finished, or a copy brought up
+    /// from disk).
+    pub async fn insert(&self, key: String, meta: Arc<StoredMeta>, body: Bytes) {
+        self.entries
+            .insert(key, Arc::new(MemoryEntry { meta, body }))
+            .await;
+    }
 }
 
 /// A store that takes a miss's body whole, once it has all arrived.
@@ -239,16 +270,6 @@ impl KeepsWhole for MemoryStore {
         };
         self.insert(key, Arc::new(meta), body).await;
         true
-    }
-}
-
-impl MemoryStore {
-    /// Stores `body` with `meta` under `key` (a miss finished, or a copy brought up
-    /// from disk).
-    pub async fn insert(&self, key: String, meta: Arc<StoredMeta>, body: Bytes) {
-        self.entries
-            .insert(key, Arc::new(MemoryEntry { meta, body }))
-            .await;
     }
 }
 

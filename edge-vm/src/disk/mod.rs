@@ -387,8 +387,7 @@ impl DiskStore {
     }
 
     fn stored_meta(&self, record: &FileMeta, size: u64) -> Option<StoredMeta> {
-        let mut headers =
-            HeaderMap::with_capacity(record.headers.len() + crate::answer::ANSWER_FIELDS);
+        let mut headers = HeaderMap::with_capacity(record.headers.len());
         for (name, value) in &record.headers {
             let bytes: Vec<u8> = value
                 .chars()
@@ -399,15 +398,14 @@ impl DiskStore {
                 HeaderValue::from_bytes(&bytes).ok()?,
             );
         }
-        Some(StoredMeta {
-            status: StatusCode::from_u16(record.status).ok()?,
+        Some(StoredMeta::new(
+            StatusCode::from_u16(record.status).ok()?,
             headers,
             size,
-            source_generation: record.source_generation,
-            stored_at: self.0.clock.instant_of(record.generated_ms)?,
-            fresh_for: Duration::from_millis(record.fresh_for_ms),
-            unverified: false,
-        })
+            record.source_generation,
+            self.0.clock.instant_of(record.generated_ms)?,
+            Duration::from_millis(record.fresh_for_ms),
+        ))
     }
 
     /// Writes a new file for `key` and indexes it (replacing, and deleting, any older

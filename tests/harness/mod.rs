@@ -51,8 +51,8 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Serves `service` (a router, say) over plain HTTP on a port-0 listener until `stop`; returns its base
-/// URL (`http://127.0.0.1:PORT`).
+/// Serves `service` (a router, say) over plain HTTP on a port-0 listener until `stop`;
+/// returns its base URL (`http://127.0.0.1:PORT`).
 pub async fn serve_plain(
     service: impl meridian_shared::server::HttpService,
     stop: &CancellationToken,

@@ -6,13 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_edge::EdgeState;
-use meridian_shared::auth::PurgeSigningKey;
-use meridian_shared::config::EdgeSettings;
 use meridian_shared::server::{self, ServeOptions};
-use meridian_shared::storage::{MemoryBucket, PutOptions, stream_from_bytes};
 use meridian_shared::tls::DevCa;
-use meridian_shared::{Bucket, ObjectName};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -20,6 +15,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::harness::serve_edge_over;
 
 /// A TLS edge serving one object, on port 0.
 struct TlsEdge {
@@ -29,46 +26,6 @@ struct TlsEdge {
     stop: CancellationToken,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
-}
-
-/// Serves an edge over a memory bucket holding `body` as `name`, on port 0 (TLS when
-/// `tls` is given); its address, what stops it, and its task.
-async fn serve_edge_over(
-    name: &str,
-    body: Vec<u8>,
-    tls: Option<meridian_shared::tls::TlsConfig>,
-    options: ServeOptions,
-) -> (
-    std::net::SocketAddr,
-    CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let bucket = MemoryBucket::new(&format!("edge-limits-{name}"));
-    let name = ObjectName::new(name).expect("name");
-    bucket
-        .put(&name, stream_from_bytes(body), PutOptions::default())
-        .await
-        .expect("put");
-    let state = EdgeState::new(
-        "test-region",
-        Arc::new(bucket),
-        &EdgeSettings::default(),
-        PurgeSigningKey::generate().expect("key").public_key(),
-    )
-    .expect("edge opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let served = tokio::spawn(server::serve(
-        listener,
-        meridian_edge::service(state),
-        tls,
-        options,
-        stop.clone().cancelled_owned(),
-    ));
-    (addr, stop, served)
 }
 
 impl TlsEdge {
@@ -492,13 +449,13 @@ async fn ask_for_the_large_object(addr: std::net::SocketAddr) -> TcpStream {
 
 /// Reads `connection` until `wanted` body bytes came or it closes, pausing `pause`
 /// after each read (and once for `stall` after the first `stall_after` bytes); the
-/// response head and how many body bytes came.
+/// response head and the body bytes that came.
 async fn read_response(
     connection: &mut TcpStream,
     wanted: usize,
     pause: Duration,
     stall: Option<(usize, Duration)>,
-) -> (String, usize) {
+) -> (String, Vec<u8>) {
     let mut received = Vec::with_capacity(wanted + 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut stall = stall;
@@ -526,7 +483,7 @@ async fn read_response(
     }
     let start = body_start(&received).expect("a response head");
     let head = String::from_utf8_lossy(&received[..start]).into_owned();
-    (head, received.len() - start)
+    (head, received.split_off(start))
 }
 
 /// Checks that a slow read started at `started` took longer than `at_least` (the limit
@@ -553,7 +510,10 @@ async fn a_slow_reader_of_a_large_stored_object_is_not_cut_off_while_the_bytes_k
         read_response(&mut connection, body.len(), Duration::from_millis(20), None).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("x-cache: HIT"), "a stored copy: {head}");
-    all_arrived_after(started, Duration::from_secs(1), received, body.len());
+    all_arrived_after(started, Duration::from_secs(1), received.len(), body.len());
+    // Sent a piece at a time as the client made room (from sealed memory, over plain
+    // HTTP): every byte in its place.
+    assert!(received == body, "the body arrived changed");
     stop.cancel();
 }
 
@@ -572,8 +532,9 @@ async fn a_reader_that_stops_reading_a_large_object_is_closed_after_the_idle_lim
         read_response(&mut connection, body.len(), Duration::ZERO, Some(stall)).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
-        received < body.len(),
-        "closed while the client did not read: {received} of {} bytes came",
+        received.len() < body.len(),
+        "closed while the client did not read: {} of {} bytes came",
+        received.len(),
         body.len()
     );
     stop.cancel();

@@ -25,6 +25,7 @@
 //! - `sync`: `meridian sync` plans, repairs, and is idempotent.
 //! - `timeouts`: silent upstreams answer 504 within the configured time.
 //! - `upload_security`: signed-URL refusals, bearer tokens, object names.
+//! - `zero_copy`: large hits over plain HTTP leave without a copy, byte for byte.
 
 mod cert_reload;
 mod connection_limits;
@@ -50,3 +51,4 @@ mod storage_suite;
 mod sync;
 mod timeouts;
 mod upload_security;
+mod zero_copy;

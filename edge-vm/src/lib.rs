@@ -254,6 +254,7 @@ impl EdgeState {
             max_connections,
             max_connections_per_address,
             open_connections: Some(self.0.metrics.connection_count()),
+            sent_without_copying: Some(self.0.metrics.sent_without_copying()),
             // Only the proxy reads it (for `X-Forwarded-For`).
             client_address: self.0.origin == OriginKind::Http,
             ..ServeOptions::default()

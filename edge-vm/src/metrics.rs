@@ -52,6 +52,7 @@ pub struct EdgeMetrics {
     /// request.
     ok_hits: Counter,
     body_bytes: Counter,
+    sent_without_copying: Counter,
     origin_latency: Histogram,
     coalesced: Counter,
     purges: Family<PurgeLabels, Counter>,
@@ -78,6 +79,12 @@ impl EdgeMetrics {
             "response_body_bytes",
             "Bytes of response bodies answered (as declared by Content-Length)",
             body_bytes.clone(),
+        );
+        let sent_without_copying = Counter::default();
+        registry.register(
+            "response_body_bytes_sent_without_copying",
+            "Bytes of response bodies that plain connections sent straight from sealed memory (sendfile)",
+            sent_without_copying.clone(),
         );
         // 1 ms to about 16 s.
         let origin_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
@@ -135,6 +142,7 @@ impl EdgeMetrics {
             requests,
             ok_hits,
             body_bytes,
+            sent_without_copying,
             origin_latency,
             coalesced,
             purges,
@@ -212,6 +220,11 @@ impl EdgeMetrics {
     /// Where the server counts open connections.
     pub fn connection_count(&self) -> Arc<AtomicUsize> {
         self.connections.clone()
+    }
+
+    /// Where the server counts body bytes sent without copying.
+    pub fn sent_without_copying(&self) -> Counter {
+        self.sent_without_copying.clone()
     }
 
     /// The metrics in the text format, the store's tiers holding `sizes` now.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::http::HeaderMap;
 use bytes::Bytes;
+use meridian_shared::sealed;
 use meridian_shared::storage::ByteStream;
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
@@ -192,9 +193,9 @@ impl MemoryStore {
         MemoryStore { entries, budget }
     }
 
-    /// Stores `body` with `meta` under `key` (a miss finished, or a copy brought up
-    /// from disk).
+    /// Stores `body` with `meta` under `key` (a copy brought up from disk).
     pub async fn insert(&self, key: String, meta: Arc<StoredMeta>, body: Bytes) {
+        let body = resident(std::slice::from_ref(&body), body.len());
         self.entries
             .insert(key, Arc::new(MemoryEntry { meta, body }))
             .await;
@@ -250,25 +251,46 @@ impl<S: KeepsWhole> MissWriter for WholeMiss<S> {
     }
 }
 
+/// The body made of `chunks` (`size` bytes in all) as the memory tier keeps it: one
+/// buffer, so that every hit is a single write. A large one goes into a sealed body,
+/// which plain HTTP sends without copying (see `meridian_shared::sealed`); a small one
+/// (or a large one when no more can be sealed) stays on the heap. Either way it is
+/// one copy per fill, of chunks the fill shared while it ran.
+fn resident(chunks: &[Bytes], size: usize) -> Bytes {
+    if size >= sealed::WORTH_SEALING {
+        match sealed::copy_of(chunks, size) {
+            Ok(body) => return body,
+            Err(e) => tracing::debug!(cause = %e, size, "body kept on the heap"),
+        }
+    }
+    match chunks {
+        [one] => one.clone(),
+        chunks => {
+            let mut whole = bytes::BytesMut::with_capacity(size);
+            for chunk in chunks {
+                whole.extend_from_slice(chunk);
+            }
+            whole.freeze()
+        }
+    }
+}
+
 #[async_trait]
 impl KeepsWhole for MemoryStore {
     async fn keep_whole(&self, key: String, meta: StoredMeta, body: Vec<Bytes>, size: u64) -> bool {
         if !self.fits(size) {
             return false;
         }
-        // The chunks (shared with the fill while it ran) become one buffer: one copy
-        // per fill, so that every hit is a single write.
-        let body = match body.as_slice() {
-            [one] => one.clone(),
-            chunks => {
-                let mut whole = bytes::BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
-                for chunk in chunks {
-                    whole.extend_from_slice(chunk);
-                }
-                whole.freeze()
-            }
-        };
-        self.insert(key, Arc::new(meta), body).await;
+        let body = resident(&body, usize::try_from(size).unwrap_or(usize::MAX));
+        self.entries
+            .insert(
+                key,
+                Arc::new(MemoryEntry {
+                    meta: Arc::new(meta),
+                    body,
+                }),
+            )
+            .await;
         true
     }
 }

@@ -14,6 +14,7 @@
 //! - [`auth`]: bearer JWTs for publishers and for edge purges.
 //! - [`clock`]: an injectable clock for expiry checks.
 //! - [`tls`]: the development certificate authority and rustls server configs.
+//! - [`sealed`]: bodies in sealed memory files, which plain HTTP sends without copying.
 //! - [`server`]: serving a router on a bound listener with limits and graceful shutdown.
 //! - [`telemetry`]: logging, JSON on Cloud Run and human-readable elsewhere.
 //! - [`gcp`]: Google Cloud credentials (Application Default Credentials).
@@ -38,6 +39,7 @@ pub mod outbound;
 mod progress;
 pub mod pubsub;
 pub mod regions;
+pub mod sealed;
 pub mod server;
 pub mod signing;
 pub mod storage;

@@ -80,6 +80,60 @@ pub async fn serve_on(
     bound
 }
 
+/// Serves an edge over a memory bucket holding `body` as `name`, on port 0 (TLS when
+/// `tls` is given), with `options` (counting in the edge's own metrics); its address,
+/// what stops it, and its task.
+pub async fn serve_edge_over(
+    name: &str,
+    body: Vec<u8>,
+    tls: Option<meridian_shared::tls::TlsConfig>,
+    options: meridian_shared::server::ServeOptions,
+) -> (
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    use meridian_shared::Bucket;
+    let bucket = meridian_shared::storage::MemoryBucket::new(&format!("edge-over-{name}"));
+    let name = meridian_shared::ObjectName::new(name).expect("name");
+    bucket
+        .put(
+            &name,
+            meridian_shared::storage::stream_from_bytes(body),
+            meridian_shared::storage::PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    let state = meridian_edge::EdgeState::new(
+        "test-region",
+        std::sync::Arc::new(bucket),
+        &meridian_shared::config::EdgeSettings::default(),
+        meridian_shared::auth::PurgeSigningKey::generate()
+            .expect("key")
+            .public_key(),
+    )
+    .expect("edge opens");
+    let counted = state.serve_options();
+    let options = meridian_shared::server::ServeOptions {
+        open_connections: counted.open_connections,
+        sent_without_copying: counted.sent_without_copying,
+        ..options
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let served = tokio::spawn(meridian_shared::server::serve(
+        listener,
+        meridian_edge::service(state),
+        tls,
+        options,
+        stop.clone().cancelled_owned(),
+    ));
+    (addr, stop, served)
+}
+
 /// Boot's answer to `GET /v1/edges{query}` sent with `headers`.
 pub async fn boot_answer(boot: &str, query: &str, headers: &[(&str, &str)]) -> serde_json::Value {
     let mut request = reqwest::Client::new().get(format!("{boot}/v1/edges{query}"));

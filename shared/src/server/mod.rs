@@ -7,10 +7,12 @@
 //! # Layout
 //! - `watchdog`: noticing that a connection has nothing left to do.
 //! - `limits`: oversized requests (414, 431) and connections per client address.
+//! - `zero_copy`: plain connections sending sealed bodies with `sendfile`.
 //! - this file: the accept loop and serving one connection.
 
 mod limits;
 mod watchdog;
+mod zero_copy;
 
 pub use limits::{MAX_HEADER_BYTES, MAX_URI_BYTES};
 
@@ -34,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use watchdog::{Activity, RequestBody, WatchedIo};
+use zero_copy::PlainSocket;
 
 /// What [`serve`] serves: an axum `Router`, or any service that answers requests the
 /// way one does (for a hot path that skips routing).
@@ -93,6 +96,9 @@ pub struct ServeOptions {
     /// the request's extensions, as axum's `Extension` extractor reads it). Default: yes. A service that never
     /// reads it turns it off: it costs two allocations per request.
     pub client_address: bool,
+    /// Where to count the body bytes plain connections send straight from sealed
+    /// bodies (see [`crate::sealed`]), without copying them. Default: not counted.
+    pub sent_without_copying: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Default for ServeOptions {
@@ -106,6 +112,7 @@ impl Default for ServeOptions {
             drain_timeout: Duration::from_secs(8),
             open_connections: None,
             client_address: true,
+            sent_without_copying: None,
         }
     }
 }
@@ -173,12 +180,16 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let open = options.open_connections.clone().map(OpenConnection::new);
+        let sent_without_copying = options.sent_without_copying.clone();
         connections.spawn(async move {
             let _slot = slot;
             let _address_slot = address_slot;
             let _open = open;
             let served = match acceptor {
-                None => connection.serve(stream).await,
+                None => {
+                    let socket = PlainSocket::new(stream, sent_without_copying);
+                    connection.serve(socket).await
+                }
                 Some(acceptor) => connection.serve_tls(stream, acceptor).await,
             };
             if let Err(e) = served {

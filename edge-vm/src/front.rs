@@ -23,7 +23,7 @@ use meridian_shared::storage::ByteStream;
 use meridian_shared::{Error, Result};
 use tokio::time::Instant;
 
-use crate::answer::{Representation, answer, cache_status};
+use crate::answer::{Representation, answer, cache_status, hit_status};
 use crate::cache_status::CacheStatus;
 use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
@@ -341,8 +341,7 @@ impl CacheFront {
                 forward = "stale";
             } else if wanted.accepts(age, hit.meta.fresh_for) {
                 let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
-                let tier = if hit.from_disk { "; detail=disk" } else { "" };
-                let detail = cache_status(format_args!("hit; ttl={ttl}{tier}"));
+                let detail = hit_status(ttl, hit.from_disk);
                 let hit = stored(hit, now, CacheStatus::Hit, detail);
                 return Ok(answer(method, request, hit));
             } else if hit.meta.is_fresh(now) {

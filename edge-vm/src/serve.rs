@@ -89,11 +89,11 @@ async fn serve_object(state: EdgeState, request: Request) -> Response {
         );
     }
     let (parts, _) = request.into_parts();
-    let answer = match ObjectName::from_path(parts.uri.path()) {
+    let answer = match ObjectName::read_path(parts.uri.path()) {
         Ok(name) => {
             state
                 .front()
-                .serve(&parts.method, name.as_str(), &parts.headers)
+                .serve(&parts.method, &name, &parts.headers)
                 .await
         }
         Err(e) => Err(e),

@@ -199,7 +199,7 @@ fn redirect_to_edge(
     use axum::response::IntoResponse;
     // The path as sent (still percent-encoded), checked as an object name once decoded.
     let encoded = uri.path().strip_prefix("/r/").unwrap_or_default();
-    meridian_shared::ObjectName::from_path(encoded)?;
+    meridian_shared::ObjectName::read_path(encoded)?;
     let (location, _) = state.locator.locate(peer, headers, query)?;
     let Some(edge) = state.directory.current().pick(&location).into_iter().next() else {
         return Err(meridian_shared::Error::Unavailable(

@@ -24,50 +24,30 @@ impl ObjectName {
     /// Validates `name`; the error says which rule it broke.
     pub fn new(name: impl Into<String>) -> Result<ObjectName> {
         let name = name.into();
-        if name.is_empty() {
-            return Err(Error::InvalidName("name must not be empty".into()));
-        }
-        if name.len() > MAX_NAME_BYTES {
-            return Err(Error::InvalidName(format!(
-                "name is {} bytes; the limit is {MAX_NAME_BYTES}",
-                name.len()
-            )));
-        }
-        // Bytes, not chars: these three are ASCII, and never part of a longer character.
-        if let Some(&b) = name
-            .as_bytes()
-            .iter()
-            .find(|b| matches!(b, 0 | b'\r' | b'\n'))
-        {
-            return Err(Error::InvalidName(format!(
-                "name must not contain {:?}",
-                char::from(b).escape_default().to_string()
-            )));
-        }
-        if name
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
-        {
-            return Err(Error::InvalidName(format!(
-                "{:?} has a '.' or '..' segment",
-                truncate(&name)
-            )));
-        }
+        check(&name)?;
         Ok(ObjectName(name))
     }
 
     /// The name in a URL path after its leading `/`, as sent (percent-encoded): decoded,
     /// then validated like [`ObjectName::new`].
     pub fn from_path(path: &str) -> Result<ObjectName> {
+        Ok(ObjectName(ObjectName::read_path(path)?.into_owned()))
+    }
+
+    /// The same name as [`ObjectName::from_path`], for a caller that only reads it:
+    /// borrowed from `path` when nothing needed decoding (most names), so a request
+    /// for an object costs no copy of its name.
+    pub fn read_path(path: &str) -> Result<std::borrow::Cow<'_, str>> {
         let encoded = path.strip_prefix('/').unwrap_or(path);
-        if !encoded.contains('%') {
-            // Nothing to decode (most names): skip checking the UTF-8 of a `str` again.
-            return ObjectName::new(encoded);
-        }
-        let decoded = percent_encoding::percent_decode_str(encoded)
-            .decode_utf8()
-            .map_err(|_| Error::InvalidName("object name is not UTF-8".into()))?;
-        ObjectName::new(decoded.into_owned())
+        let name = if encoded.contains('%') {
+            percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .map_err(|_| Error::InvalidName("object name is not UTF-8".into()))?
+        } else {
+            std::borrow::Cow::Borrowed(encoded)
+        };
+        check(&name)?;
+        Ok(name)
     }
 
     /// Refuses names an edge could not serve because its own endpoints use that path
@@ -86,6 +66,41 @@ impl ObjectName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `name` follows [`ObjectName`]'s rules; the error says which one it broke.
+fn check(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidName("name must not be empty".into()));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Error::InvalidName(format!(
+            "name is {} bytes; the limit is {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    // Bytes, not chars: these three are ASCII, and never part of a longer character.
+    if let Some(&b) = name
+        .as_bytes()
+        .iter()
+        .find(|b| matches!(b, 0 | b'\r' | b'\n'))
+    {
+        return Err(Error::InvalidName(format!(
+            "name must not contain {:?}",
+            char::from(b).escape_default().to_string()
+        )));
+    }
+    if name
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .any(|segment| segment == b"." || segment == b"..")
+    {
+        return Err(Error::InvalidName(format!(
+            "{:?} has a '.' or '..' segment",
+            truncate(name)
+        )));
+    }
+    Ok(())
 }
 
 impl fmt::Display for ObjectName {
@@ -130,12 +145,27 @@ mod tests {
         let name = |path| ObjectName::from_path(path).map(|n| n.as_str().to_string());
         assert_eq!(name("/media/a%20b.bin").expect("valid"), "media/a b.bin");
         assert_eq!(name("/%E5%90%8D.txt").expect("valid"), "名.txt");
-        for refused in ["/", "", "/..%2Fescape", "/a%00b", "/%FF", "/a/./b"] {
+        for refused in [
+            "/",
+            "",
+            "/..%2Fescape",
+            "/a%00b",
+            "/%FF",
+            "/a/./b",
+            "/a/..",
+            "/a\nb",
+        ] {
             assert!(
                 matches!(ObjectName::from_path(refused), Err(Error::InvalidName(_))),
                 "{refused:?}"
             );
+            assert!(ObjectName::read_path(refused).is_err(), "{refused:?}");
         }
+        // Read in place when there is nothing to decode, decoded otherwise.
+        let plain = ObjectName::read_path("/media/a.bin").expect("valid");
+        assert!(matches!(plain, std::borrow::Cow::Borrowed("media/a.bin")));
+        let decoded = ObjectName::read_path("/a%20b").expect("valid");
+        assert!(matches!(decoded, std::borrow::Cow::Owned(ref n) if n == "a b"));
     }
 
     #[test]

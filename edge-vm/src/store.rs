@@ -260,7 +260,14 @@ fn resident(chunks: &[Bytes], size: usize) -> Bytes {
     if size >= sealed::WORTH_SEALING {
         match sealed::copy_of(chunks, size) {
             Ok(body) => return body,
-            Err(e) => tracing::debug!(cause = %e, size, "body kept on the heap"),
+            Err(e) => {
+                // Said once: the cause (no memfd here, or the file limit reached)
+                // applies to the bodies after it too.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(cause = %e, "large bodies kept on the heap, sent by copying");
+                });
+            }
         }
     }
     match chunks {

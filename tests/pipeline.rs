@@ -294,6 +294,26 @@ async fn copies(main: &dyn Bucket, replicas: &[Arc<dyn Bucket>]) -> (usize, usiz
     (held, matching)
 }
 
+/// The objects of `main` that some regional buckets lack, with how many lack each. One
+/// missing from every region never reached the replicator (delivery); one missing from
+/// some was being fanned out (applying).
+async fn missing_copies(main: &dyn Bucket, replicas: &[Arc<dyn Bucket>]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for object in main.list("").await.expect("list main") {
+        let name = ObjectName::new(object.name.clone()).expect("name");
+        let mut lacking = 0;
+        for replica in replicas {
+            if replica.head(&name).await.is_err() {
+                lacking += 1;
+            }
+        }
+        if lacking > 0 {
+            missing.push(format!("{}: {lacking}", object.name));
+        }
+    }
+    missing
+}
+
 /// Writes [`KILL_OBJECTS`] objects with `replicator` running, kills it once some but
 /// not all copies exist, starts `restart`, and waits until every regional bucket holds
 /// every object at the main bucket's generation.
@@ -336,10 +356,13 @@ async fn kill_mid_fan_out_then_converge<F, Fut>(
         if held == all && matching == all {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "not converged: {matching} of {all} copies current, {held} held"
-        );
+        if Instant::now() >= deadline {
+            let missing = missing_copies(main.as_ref(), &replicas).await;
+            panic!(
+                "not converged: {matching} of {all} copies current, {held} held; \
+                 missing (name: regions without it): {missing:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

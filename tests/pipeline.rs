@@ -411,7 +411,17 @@ async fn a_replicator_killed_mid_fan_out_converges_on_redelivery_over_http() {
     .await;
 }
 
+// Quarantined: it fails now and then (twice in six full runs) on the gcloud Pub/Sub
+// emulator (0.8.20, gcloud 528), not on Pub/Sub. The emulator never ends the killed
+// replicator's streaming pull, and that ghost stream races the restarted replicator
+// for every redelivery (it takes up to 1000 messages per poll, ignoring flow control),
+// so some notifications sit with nobody past any deadline. The failure then lists
+// objects missing from all nine regions; every message the restarted replicator did
+// receive was applied and acked. Run it with `scripts/test -- --ignored`; it comes
+// back once an emulator ends dead streams (`jstack` on the emulator after the kill
+// shows no `StreamingPullPusher.run`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the Pub/Sub emulator keeps a killed client's stream, which takes redeliveries (see the comment)"]
 async fn a_replicator_killed_mid_fan_out_converges_on_redelivery_over_pubsub() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::default();

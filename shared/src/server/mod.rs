@@ -93,8 +93,9 @@ pub struct ServeOptions {
     /// Where to count open connections (for metrics). Default: not counted.
     pub open_connections: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// Whether handlers are given the client's address (`ConnectInfo<SocketAddr>` in
-    /// the request's extensions, as axum's `Extension` extractor reads it). Default: yes. A service that never
-    /// reads it turns it off: it costs two allocations per request.
+    /// the request's extensions, as axum's `Extension` extractor reads it). Default:
+    /// yes. A service that never reads it turns it off: it costs two allocations per
+    /// request.
     pub client_address: bool,
     /// Where to count the body bytes plain connections send straight from sealed
     /// bodies (see [`crate::sealed`]), without copying them. Default: not counted.

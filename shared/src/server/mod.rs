@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -242,6 +245,14 @@ impl Drop for OpenConnection {
     }
 }
 
+/// A step of shutdown, as a connection sees it.
+enum Shutdown {
+    /// Finish what is in flight, take nothing new.
+    Drain,
+    /// The drain time is up: close now.
+    Close,
+}
+
 /// Everything needed to serve one accepted connection.
 struct Connection<S> {
     builder: Builder<TokioExecutor>,
@@ -316,15 +327,15 @@ impl<S: HttpService> Connection<S> {
         );
         let watched = ServiceExt::<http::Request<hyper::body::Incoming>>::map_future(
             watched_requests,
+            // `map` rather than an `async` block, which would hold the handler's
+            // future twice (once captured, once awaited), and it is moved per request.
             move |response| {
                 let running = handlers.handler_started();
-                let activity = handlers.clone();
-                async move {
-                    let response = response.await?;
-                    let response = response.map(|body| activity.track_response(body));
-                    drop(running);
-                    Ok::<_, std::convert::Infallible>(response)
-                }
+                response.map(
+                    move |answered: Result<Response, std::convert::Infallible>| {
+                        answered.map(|response| running.answered(response))
+                    },
+                )
             },
         );
         let service = TowerToHyperService::new(limits::SizeLimits { inner: watched });
@@ -337,18 +348,33 @@ impl<S: HttpService> Connection<S> {
         );
         tokio::pin!(connection);
         let limits = &self.limits;
-        let mut draining = false;
+        // Shutdown's two steps, polled only when one of them fires: a waiting token
+        // takes a lock each time it is polled, and everything in this `select!` is
+        // polled on every wake of the connection, several times a request.
+        let mut shutdown: FuturesUnordered<BoxFuture<'static, Shutdown>> = FuturesUnordered::new();
+        shutdown.push(
+            self.draining
+                .cancelled_owned()
+                .map(|()| Shutdown::Drain)
+                .boxed(),
+        );
+        shutdown.push(
+            self.closing
+                .cancelled_owned()
+                .map(|()| Shutdown::Close)
+                .boxed(),
+        );
         loop {
             let deadline = activity.deadline(limits.header_read_timeout, limits.idle_timeout);
             // While a handler runs there is no deadline; look again a little later.
             let wake = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
             tokio::select! {
+                biased; // the connection first: the rest happen once in its life
                 result = connection.as_mut() => return result,
-                () = self.draining.cancelled(), if !draining => {
-                    draining = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-                () = self.closing.cancelled() => return Ok(()),
+                Some(step) = shutdown.next() => match step {
+                    Shutdown::Drain => connection.as_mut().graceful_shutdown(),
+                    Shutdown::Close => return Ok(()),
+                },
                 () = tokio::time::sleep_until(wake) => {
                     let quiet = activity
                         .deadline(limits.header_read_timeout, limits.idle_timeout)

@@ -83,11 +83,11 @@ impl Activity {
         }
     }
 
-    /// Marks a request's handler as running until the guard drops.
+    /// Marks a request's handler as running until the guard drops. No progress is
+    /// noted here: while a handler runs there is no deadline, and its end notes it.
     pub(super) fn handler_started(self: &Arc<Self>) -> HandlerRunning {
         self.requested.store(true, Ordering::Relaxed);
         self.handlers.fetch_add(1, Ordering::Relaxed);
-        self.progress.note();
         HandlerRunning(self.clone())
     }
 
@@ -131,6 +131,14 @@ impl Activity {
 
 /// A request whose handler is running.
 pub(super) struct HandlerRunning(Arc<Activity>);
+
+impl HandlerRunning {
+    /// The handler's `response`, its body watched while it is sent (counted before the
+    /// handler stops counting, so the connection is never seen idle in between).
+    pub(super) fn answered(self, response: http::Response<Body>) -> http::Response<Body> {
+        response.map(|body| self.0.track_response(body))
+    }
+}
 
 impl Drop for HandlerRunning {
     fn drop(&mut self) {
@@ -199,13 +207,17 @@ impl http_body::Body for ResponseBody {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(sending) = &this.sending {
-                    sending.0.progress.note();
-                }
                 let frame = match frame.into_data() {
                     Ok(data) => Frame::data(this.piece_of(data)),
                     Err(frame) => frame,
                 };
+                if this.rest.is_empty() && this.inner.is_end_stream() {
+                    // The last frame (all of a stored body): the body is done, which
+                    // notes progress once rather than here and again at its end.
+                    this.sending = None;
+                } else if let Some(sending) = &this.sending {
+                    sending.0.progress.note();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => {

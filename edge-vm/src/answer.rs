@@ -13,6 +13,7 @@ use axum::response::Response;
 use crate::cache_status::CacheStatus;
 use crate::conditional::{self, RangeRequest};
 use crate::ranged::{self, Multipart};
+use crate::request_fields::RequestFields;
 use crate::store::Payload;
 
 /// The boundary between the parts of a `multipart/byteranges` answer.
@@ -102,7 +103,8 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
         return respond(status, headers, into_body(body));
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if conditional::not_modified(request, &headers) {
+    let asked = RequestFields::of(request);
+    if asked.conditional && conditional::not_modified(request, &headers) {
         // A 304 carries the validators and caching headers, not the body's.
         for field in [header::CONTENT_LENGTH, header::CONTENT_TYPE] {
             headers.remove(field);
@@ -112,7 +114,12 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
     let (Some(size), true) = (size, method == Method::GET) else {
         return respond(StatusCode::OK, headers, into_body(body));
     };
-    match conditional::ranges(request, &headers, size) {
+    let wanted = if asked.range {
+        conditional::ranges(request, &headers, size)
+    } else {
+        RangeRequest::Whole
+    };
+    match wanted {
         RangeRequest::Whole => respond(StatusCode::OK, headers, into_body(body)),
         RangeRequest::Unsatisfiable => {
             let mut refusal = HeaderMap::new();

@@ -13,11 +13,11 @@ const MAX_RANGES: usize = 16;
 
 /// Whether the client's cached copy is current, so 304 answers it.
 pub fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
-    let etag = response.get(header::ETAG).and_then(|v| v.to_str().ok());
     if let Some(if_none_match) = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
+        let etag = response.get(header::ETAG).and_then(|v| v.to_str().ok());
         // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2); weak compare.
         return if_none_match.trim() == "*"
             || etag.is_some_and(|etag| {

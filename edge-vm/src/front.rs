@@ -30,6 +30,7 @@ use crate::fill::{self, Failure, Fill, FillState, Fills};
 use crate::metrics::EdgeMetrics;
 use crate::origin::{Origin, OriginRequest, OriginResponse};
 use crate::policy::{self, CachePolicy};
+use crate::request_fields::RequestFields;
 use crate::store::{Hit, MissWriter, Payload, Store, StoredMeta};
 use crate::vary::{self, VaryIndex};
 
@@ -168,6 +169,23 @@ impl Floors {
                 .await
                 .is_some_and(|floor| generation < floor.generation || epoch < floor.epoch)
     }
+}
+
+/// What a lookup leaves to the origin: why it is asked, and what the request and the
+/// store said.
+struct Forwarded {
+    /// The request's `Cache-Control`.
+    wanted: RequestDirectives,
+    /// The request carries `Authorization`: nothing is shared with it.
+    authorized: bool,
+    /// The variant's key in the store, when the URI's responses vary.
+    variant: Option<String>,
+    /// Why the origin is asked (`fwd` in `Cache-Status`).
+    reason: &'static str,
+    /// The stored copy: stale, unverified, or not one the request accepts.
+    found: Option<Hit>,
+    /// That copy may answer if the origin fails.
+    stale_if_error: bool,
 }
 
 /// One fill's instructions.
@@ -317,8 +335,13 @@ impl CacheFront {
     /// within its stale windows, the stale one.
     pub async fn serve(&self, method: &Method, key: &str, request: &HeaderMap) -> Result<Response> {
         let shared = &self.shared;
-        let wanted = RequestDirectives::of(request);
-        let authorized = request.contains_key(header::AUTHORIZATION);
+        let fields = RequestFields::of(request);
+        let wanted = if fields.cache_control {
+            RequestDirectives::of(request)
+        } else {
+            RequestDirectives::default()
+        };
+        let authorized = fields.authorization;
         let variant = shared.vary.store_key(key, request);
         let lookup_key = variant.as_deref().unwrap_or(key);
         // Why the origin is asked, for Cache-Status: nothing stored (for this URI, or
@@ -371,6 +394,39 @@ impl CacheFront {
             }
             found = Some(hit);
         }
+        // Asking the origin is boxed, so that a hit's future (the common case) stays
+        // small: it is allocated and moved on every request.
+        let miss = Forwarded {
+            wanted,
+            authorized,
+            variant,
+            reason: forward,
+            found,
+            stale_if_error,
+        };
+        Box::pin(self.ask_origin(method, key, request, miss)).await
+    }
+
+    /// Answers a request its lookup could not answer alone (`miss` says why) through
+    /// the origin: a fill, a revalidation, or a pass-through; or a stale copy when the
+    /// origin fails within its `stale-if-error` window.
+    async fn ask_origin(
+        &self,
+        method: &Method,
+        key: &str,
+        request: &HeaderMap,
+        miss: Forwarded,
+    ) -> Result<Response> {
+        let shared = &self.shared;
+        let Forwarded {
+            wanted,
+            authorized,
+            variant,
+            reason: forward,
+            found,
+            stale_if_error,
+        } = miss;
+        let lookup_key = variant.as_deref().unwrap_or(key);
         if wanted.only_if_cached {
             return Err(Error::timeout(
                 "only-if-cached",

@@ -49,6 +49,7 @@ mod origin;
 mod policy;
 mod purge;
 mod ranged;
+mod request_fields;
 mod serve;
 mod store;
 mod tiered;

@@ -156,7 +156,8 @@ impl EdgeMetrics {
     }
 
     /// Counts an answer of `status` (with `X-Cache` value `cache`, if any) and a body
-    /// of `content_length` bytes, and writes its access-log line.
+    /// of `content_length` bytes, and writes its access-log line with the time since
+    /// `started` (the clock is read only when the line is written).
     pub fn answered(
         &self,
         method: &Method,
@@ -164,7 +165,7 @@ impl EdgeMetrics {
         status: StatusCode,
         cache: Option<&HeaderValue>,
         content_length: Option<u64>,
-        took: Duration,
+        started: tokio::time::Instant,
     ) {
         let cache = cache_label(cache);
         if status == StatusCode::OK && cache == "HIT" {
@@ -187,7 +188,7 @@ impl EdgeMetrics {
             status = status.as_u16(),
             cache,
             bytes = content_length,
-            duration_ms = took.as_secs_f64() * 1000.0,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "request"
         );
     }
@@ -278,7 +279,7 @@ mod tests {
                 StatusCode::OK,
                 Some(&hit),
                 Some(10),
-                Duration::from_millis(1),
+                tokio::time::Instant::now(),
             );
         }
         let miss = HeaderValue::from_static("MISS");
@@ -288,7 +289,7 @@ mod tests {
             StatusCode::OK,
             Some(&miss),
             Some(5),
-            Duration::from_millis(1),
+            tokio::time::Instant::now(),
         );
         metrics.origin_answered(Duration::from_millis(3));
         metrics.evictions("memory").inc_by(2);

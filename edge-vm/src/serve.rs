@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -31,10 +31,10 @@ pub struct EdgeService {
     own_paths: [&'static str; 3],
 }
 
-type Answering = futures::future::Map<
-    Pin<Box<dyn Future<Output = Response> + Send>>,
-    fn(Response) -> Result<Response, Infallible>,
->;
+/// An answer on its way.
+type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+type Answering = futures::future::Map<Answer, fn(Response) -> Result<Response, Infallible>>;
 
 impl EdgeService {
     /// The service for `state`, with `own` answering `own_paths`.
@@ -63,8 +63,8 @@ impl tower::Service<Request> for EdgeService {
         let state = self.state.clone();
         // Boxed as they are, not inside another future: one copy of a large future
         // fewer per request.
-        let answering: Pin<Box<dyn Future<Output = Response> + Send>> = match state.0.origin {
-            OriginKind::Bucket => Box::pin(serve_object(state, request)),
+        let answering: Answer = match state.0.origin {
+            OriginKind::Bucket => serve_object(state, request),
             OriginKind::Http => Box::pin(proxy(state, request)),
         };
         Either::Right(answering.map(Ok as fn(Response) -> Result<Response, Infallible>))
@@ -73,32 +73,39 @@ impl tower::Service<Request> for EdgeService {
 
 /// Serves one object of the bucket, named by the request's path. Reads the headers in
 /// place (an extractor would clone them all).
-async fn serve_object(state: EdgeState, request: Request) -> Response {
+///
+/// A function returning the boxed future rather than an `async fn`: an `async fn`'s
+/// future keeps its arguments twice over (rust-lang/rust#62958), which made this one,
+/// allocated and moved on every request, over 1 KiB.
+fn serve_object(state: EdgeState, request: Request) -> Answer {
     let started = Instant::now();
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         let refusal = (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET,HEAD")],
         );
-        return observed(
+        let response = observed(
             &state,
             request.method(),
             request.uri(),
             Ok(refusal.into_response()),
             started,
         );
+        return Box::pin(std::future::ready(response));
     }
     let (parts, _) = request.into_parts();
-    let answer = match ObjectName::read_path(parts.uri.path()) {
-        Ok(name) => {
-            state
-                .front()
-                .serve(&parts.method, &name, &parts.headers)
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    observed(&state, &parts.method, &parts.uri, answer, started)
+    Box::pin(async move {
+        let answer = match ObjectName::read_path(parts.uri.path()) {
+            Ok(name) => {
+                state
+                    .front()
+                    .serve(&parts.method, &name, &parts.headers)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        observed(&state, &parts.method, &parts.uri, answer, started)
+    })
 }
 
 /// Counts and logs an answer; the response.
@@ -110,18 +117,22 @@ fn observed(
     started: Instant,
 ) -> Response {
     let response = answer.into_response();
-    let content_length = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    // The body's own length when it knows it (a stored one, or none for a HEAD), which
+    // spares parsing the header; a streamed body's as its header declares.
+    let content_length = response.body().size_hint().exact().or_else(|| {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    });
     state.metrics().answered(
         method,
         uri.path(),
         response.status(),
         response.headers().get(crate::answer::X_CACHE),
         content_length,
-        started.elapsed(),
+        started,
     );
     response
 }

@@ -14,7 +14,7 @@ use crate::cache_status::CacheStatus;
 use crate::conditional::{self, RangeRequest};
 use crate::ranged::{self, Multipart};
 use crate::request_fields::RequestFields;
-use crate::store::Payload;
+use crate::store::{Hit, Payload};
 
 /// The boundary between the parts of a `multipart/byteranges` answer.
 const BOUNDARY: &str = "meridian-byteranges-7d41c6";
@@ -79,6 +79,44 @@ pub struct Representation {
     pub detail: String,
 }
 
+/// Adds what every answer says to a representation's `headers`: `X-Cache` and
+/// `Cache-Status` (`cache`, `detail`), `Age`, and for a 200 `Accept-Ranges`.
+fn add_answer_fields(
+    headers: &mut HeaderMap,
+    status: StatusCode,
+    cache: CacheStatus,
+    detail: String,
+    age: u64,
+) {
+    headers.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(detail)) {
+        headers.insert(CACHE_STATUS, value);
+    }
+    headers.insert(header::AGE, HeaderValue::from(age));
+    if status == StatusCode::OK {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+}
+
+/// Whether a fresh hit on `hit` for a request carrying `fields` is answered by
+/// [`plain_hit`]: a 200 held in memory, asked for whole and unconditionally.
+pub fn is_plain_hit(hit: &Hit, fields: RequestFields) -> bool {
+    hit.meta.status == StatusCode::OK && !hit.from_disk && !fields.conditional && !fields.range
+}
+
+/// The answer to a `method` request from `hit`, fresh, `age` seconds old with `ttl`
+/// seconds of freshness left, when [`is_plain_hit`]: what [`answer`] would give, with
+/// the head kept for the second (see `hit_head`).
+pub fn plain_hit(method: &Method, hit: Hit, age: u64, ttl: i64) -> Response {
+    let headers = hit.meta.kept_head.for_age(age, || {
+        let mut headers = hit.meta.headers.clone();
+        let detail = hit_status(ttl, false);
+        add_answer_fields(&mut headers, StatusCode::OK, CacheStatus::Hit, detail, age);
+        headers
+    });
+    respond(StatusCode::OK, headers, into_body(sent(method, hit.body)))
+}
+
 /// The answer to a `method` request with `request` headers from `representation`.
 pub fn answer(method: &Method, request: &HeaderMap, representation: Representation) -> Response {
     let Representation {
@@ -90,19 +128,11 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
         age,
         detail,
     } = representation;
-    headers.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(detail)) {
-        headers.insert(CACHE_STATUS, value);
-    }
-    headers.insert(header::AGE, HeaderValue::from(age));
-    let body = match body {
-        _ if method == Method::HEAD => Payload::Bytes(bytes::Bytes::new()),
-        body => body,
-    };
+    add_answer_fields(&mut headers, status, cache, detail, age);
+    let body = sent(method, body);
     if status != StatusCode::OK {
         return respond(status, headers, into_body(body));
     }
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let asked = RequestFields::of(request);
     if asked.conditional && conditional::not_modified(request, &headers) {
         // A 304 carries the validators and caching headers, not the body's.
@@ -172,9 +202,121 @@ pub fn answer(method: &Method, request: &HeaderMap, representation: Representati
     }
 }
 
+/// What of `body` an answer to `method` sends: none of it for a HEAD.
+fn sent(method: &Method, body: Payload) -> Payload {
+    match body {
+        _ if method == Method::HEAD => Payload::Bytes(bytes::Bytes::new()),
+        body => body,
+    }
+}
+
 fn into_body(body: Payload) -> Body {
     match body {
         Payload::Bytes(bytes) => Body::from(bytes),
         Payload::Stream(stream) => Body::from_stream(stream),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::StoredMeta;
+
+    fn hit(meta: &Arc<StoredMeta>) -> Hit {
+        Hit {
+            meta: meta.clone(),
+            body: Payload::Bytes(bytes::Bytes::from_static(b"hello")),
+            from_disk: false,
+        }
+    }
+
+    fn fields(response: &Response) -> Vec<(String, String)> {
+        let headers = response.headers().iter();
+        let text = |v: &HeaderValue| v.to_str().expect("text").to_string();
+        headers.map(|(k, v)| (k.to_string(), text(v))).collect()
+    }
+
+    #[tokio::test]
+    async fn a_plain_hit_answers_as_answer_does_at_every_age() {
+        let mut stored = HeaderMap::new();
+        stored.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        stored.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        stored.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60"),
+        );
+        let meta = Arc::new(StoredMeta::new(
+            StatusCode::OK,
+            stored,
+            5,
+            1,
+            tokio::time::Instant::now(),
+            Duration::from_secs(60),
+        ));
+        assert!(is_plain_hit(&hit(&meta), RequestFields::default()));
+        for (method, age) in [
+            (Method::GET, 7),
+            (Method::GET, 7),
+            (Method::HEAD, 7),
+            (Method::GET, 8),
+        ] {
+            let kept = plain_hit(&method, hit(&meta), age, 60 - age as i64);
+            let representation = Representation {
+                status: StatusCode::OK,
+                headers: meta.headers.clone(),
+                size: Some(5),
+                body: hit(&meta).body,
+                cache: CacheStatus::Hit,
+                age,
+                detail: hit_status(60 - age as i64, false),
+            };
+            let whole = answer(&method, &HeaderMap::new(), representation);
+            assert_eq!(kept.status(), whole.status());
+            assert_eq!(fields(&kept), fields(&whole), "{method} at age {age}");
+            let kept_body = axum::body::to_bytes(kept.into_body(), 64)
+                .await
+                .expect("body");
+            let whole_body = axum::body::to_bytes(whole.into_body(), 64)
+                .await
+                .expect("body");
+            assert_eq!(kept_body, whole_body, "{method} at age {age}");
+        }
+    }
+
+    #[test]
+    fn conditionals_ranges_disk_reads_and_other_statuses_take_the_whole_way() {
+        let meta = |status| {
+            Arc::new(StoredMeta::new(
+                status,
+                HeaderMap::new(),
+                5,
+                1,
+                tokio::time::Instant::now(),
+                Duration::from_secs(60),
+            ))
+        };
+        let ok = meta(StatusCode::OK);
+        let conditional = RequestFields {
+            conditional: true,
+            ..RequestFields::default()
+        };
+        let range = RequestFields {
+            range: true,
+            ..RequestFields::default()
+        };
+        assert!(!is_plain_hit(&hit(&ok), conditional));
+        assert!(!is_plain_hit(&hit(&ok), range));
+        let from_disk = Hit {
+            from_disk: true,
+            ..hit(&ok)
+        };
+        assert!(!is_plain_hit(&from_disk, RequestFields::default()));
+        assert!(!is_plain_hit(
+            &hit(&meta(StatusCode::NOT_FOUND)),
+            RequestFields::default()
+        ));
     }
 }

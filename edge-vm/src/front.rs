@@ -23,7 +23,7 @@ use meridian_shared::storage::ByteStream;
 use meridian_shared::{Error, Result};
 use tokio::time::Instant;
 
-use crate::answer::{Representation, answer, cache_status, hit_status};
+use crate::answer::{Representation, answer, cache_status, hit_status, is_plain_hit, plain_hit};
 use crate::cache_status::CacheStatus;
 use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
@@ -364,6 +364,9 @@ impl CacheFront {
                 forward = "stale";
             } else if wanted.accepts(age, hit.meta.fresh_for) {
                 let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
+                if is_plain_hit(&hit, fields) {
+                    return Ok(plain_hit(method, hit, age.as_secs(), ttl));
+                }
                 let detail = hit_status(ttl, hit.from_disk);
                 let hit = stored(hit, now, CacheStatus::Hit, detail);
                 return Ok(answer(method, request, hit));
@@ -1083,6 +1086,7 @@ mod tests {
                 stored_at: Instant::now(),
                 fresh_for: Duration::from_secs(60),
                 unverified: false,
+                kept_head: crate::hit_head::KeptHead::default(),
             },
         );
         miss.write(&Bytes::from_static(b"x"));

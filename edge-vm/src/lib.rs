@@ -41,6 +41,7 @@ mod directives;
 mod disk;
 mod fill;
 mod front;
+mod hit_head;
 mod hop;
 mod http_origin;
 mod invalidations;

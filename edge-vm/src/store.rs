@@ -14,6 +14,8 @@ use meridian_shared::storage::ByteStream;
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
+use crate::hit_head::KeptHead;
+
 /// What is known of a stored response besides its body.
 #[derive(Debug, Clone)]
 pub struct StoredMeta {
@@ -32,6 +34,8 @@ pub struct StoredMeta {
     /// Found on disk after a restart, possibly purged while the edge was down: never
     /// served without asking the origin.
     pub unverified: bool,
+    /// The head of its plainest answer, for the second it holds (see `hit_head`).
+    pub kept_head: KeptHead,
 }
 
 impl StoredMeta {
@@ -55,6 +59,7 @@ impl StoredMeta {
             stored_at,
             fresh_for,
             unverified: false,
+            kept_head: KeptHead::default(),
         }
     }
 
@@ -152,9 +157,10 @@ pub fn keys_starting_with<V>(
         .collect()
 }
 
-/// Bytes counted per entry beyond the body (metadata, map overhead), so a flood of
-/// empty objects still respects the budget.
-const ENTRY_OVERHEAD: u64 = 512;
+/// Bytes counted per entry beyond the body, so a flood of empty objects still respects
+/// the budget: the metadata and the map's own (about 512), and the head a hit keeps
+/// (a copy of the stored fields and four more, about 1 KiB with a dozen fields).
+const ENTRY_OVERHEAD: u64 = 1536;
 
 /// One entry of the memory store: the body in one buffer, so a hit is sent as one.
 struct MemoryEntry {
@@ -375,6 +381,7 @@ mod tests {
             stored_at: Instant::now(),
             fresh_for,
             unverified: false,
+            kept_head: KeptHead::default(),
         }
     }
 

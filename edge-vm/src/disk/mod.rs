@@ -586,6 +586,7 @@ mod tests {
             stored_at: Instant::now(),
             fresh_for: Duration::from_secs(3600),
             unverified: false,
+            kept_head: crate::hit_head::KeptHead::default(),
         }
     }
 

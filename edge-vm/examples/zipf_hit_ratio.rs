@@ -20,8 +20,9 @@ use axum::http::Uri;
 use meridian_edge::EdgeState;
 use meridian_shared::config::{EdgeSettings, OutboundSettings};
 
-/// Bytes the store counts per entry beyond its body (as the memory store does).
-const ENTRY_OVERHEAD: u64 = 512;
+/// Bytes the store counts per entry beyond its body (as the memory store does: its
+/// `ENTRY_OVERHEAD`).
+const ENTRY_OVERHEAD: u64 = 1536;
 /// Bytes the disk tier counts per entry beyond its body.
 const DISK_ENTRY_OVERHEAD: u64 = 4096;
 

@@ -98,15 +98,16 @@ fn add_answer_fields(
     }
 }
 
-/// Whether a fresh hit on `hit` for a request carrying `fields` is answered by
-/// [`plain_hit`]: a 200 held in memory, asked for whole and unconditionally.
+/// Whether a stored copy the request accepts as it is (fresh, or stale within the
+/// request's `max-stale`) is answered by [`plain_hit`]: a 200 held in memory, asked for
+/// whole and unconditionally (`fields`).
 pub fn is_plain_hit(hit: &Hit, fields: RequestFields) -> bool {
     hit.meta.status == StatusCode::OK && !hit.from_disk && !fields.conditional && !fields.range
 }
 
-/// The answer to a `method` request from `hit`, fresh, `age` seconds old with `ttl`
-/// seconds of freshness left, when [`is_plain_hit`]: what [`answer`] would give, with
-/// the head kept for the second (see `hit_head`).
+/// The answer to a `method` request from `hit`, `age` seconds old with `ttl` seconds
+/// of freshness left, when [`is_plain_hit`]: what [`answer`] would give, with the head
+/// kept for the second (see `hit_head`).
 pub fn plain_hit(method: &Method, hit: Hit, age: u64, ttl: i64) -> Response {
     let headers = hit.meta.kept_head.for_age(age, || {
         let mut headers = hit.meta.headers.clone();

@@ -173,7 +173,7 @@ impl Floors {
 
 /// What a lookup leaves to the origin: why it is asked, and what the request and the
 /// store said.
-struct Forwarded {
+struct LookupOutcome {
     /// The request's `Cache-Control`.
     wanted: RequestDirectives,
     /// The request carries `Authorization`: nothing is shared with it.
@@ -181,7 +181,7 @@ struct Forwarded {
     /// The variant's key in the store, when the URI's responses vary.
     variant: Option<String>,
     /// Why the origin is asked (`fwd` in `Cache-Status`).
-    reason: &'static str,
+    forward: &'static str,
     /// The stored copy: stale, unverified, or not one the request accepts.
     found: Option<Hit>,
     /// That copy may answer if the origin fails.
@@ -399,18 +399,18 @@ impl CacheFront {
         }
         // Asking the origin is boxed, so that a hit's future (the common case) stays
         // small: it is allocated and moved on every request.
-        let miss = Forwarded {
+        let looked_up = LookupOutcome {
             wanted,
             authorized,
             variant,
-            reason: forward,
+            forward,
             found,
             stale_if_error,
         };
-        Box::pin(self.ask_origin(method, key, request, miss)).await
+        Box::pin(self.ask_origin(method, key, request, looked_up)).await
     }
 
-    /// Answers a request its lookup could not answer alone (`miss` says why) through
+    /// Answers a request its lookup could not answer alone (`looked_up` says why) through
     /// the origin: a fill, a revalidation, or a pass-through; or a stale copy when the
     /// origin fails within its `stale-if-error` window.
     async fn ask_origin(
@@ -418,17 +418,17 @@ impl CacheFront {
         method: &Method,
         key: &str,
         request: &HeaderMap,
-        miss: Forwarded,
+        looked_up: LookupOutcome,
     ) -> Result<Response> {
         let shared = &self.shared;
-        let Forwarded {
+        let LookupOutcome {
             wanted,
             authorized,
             variant,
-            reason: forward,
+            forward,
             found,
             stale_if_error,
-        } = miss;
+        } = looked_up;
         let lookup_key = variant.as_deref().unwrap_or(key);
         if wanted.only_if_cached {
             return Err(Error::timeout(

@@ -32,9 +32,9 @@ pub struct EdgeService {
 }
 
 /// An answer on its way.
-type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
+type AnswerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 
-type Answering = futures::future::Map<Answer, fn(Response) -> Result<Response, Infallible>>;
+type Answering = futures::future::Map<AnswerFuture, fn(Response) -> Result<Response, Infallible>>;
 
 impl EdgeService {
     /// The service for `state`, with `own` answering `own_paths`.
@@ -63,7 +63,7 @@ impl tower::Service<Request> for EdgeService {
         let state = self.state.clone();
         // Boxed as they are, not inside another future: one copy of a large future
         // fewer per request.
-        let answering: Answer = match state.0.origin {
+        let answering: AnswerFuture = match state.0.origin {
             OriginKind::Bucket => serve_object(state, request),
             OriginKind::Http => Box::pin(proxy(state, request)),
         };
@@ -77,7 +77,7 @@ impl tower::Service<Request> for EdgeService {
 /// A function returning the boxed future rather than an `async fn`: an `async fn`'s
 /// future keeps its arguments twice over (rust-lang/rust#62958), which made this one,
 /// allocated and moved on every request, over 1 KiB.
-fn serve_object(state: EdgeState, request: Request) -> Answer {
+fn serve_object(state: EdgeState, request: Request) -> AnswerFuture {
     let started = Instant::now();
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         let refusal = (

@@ -58,8 +58,11 @@ impl Store for TieredStore {
             && let Payload::Bytes(body) = &hit.body
             && self.memory.fits(hit.meta.size)
         {
+            // A copy of the metadata, not the disk index's: the memory copy's hits keep
+            // an answer head in it (`hit_head`), which must go when memory evicts it.
+            let meta = Arc::new((*hit.meta).clone());
             (self.memory)
-                .insert(key.to_string(), hit.meta.clone(), body.clone())
+                .insert(key.to_string(), meta, body.clone())
                 .await;
         }
         Some(hit)

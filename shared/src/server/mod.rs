@@ -369,7 +369,7 @@ impl<S: HttpService> Connection<S> {
             // While a handler runs there is no deadline; look again a little later.
             let wake = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
             tokio::select! {
-                biased; // the connection first: the rest happen once in its life
+                biased; // the connection first: it is what wakes this task almost every time
                 result = connection.as_mut() => return result,
                 Some(step) = shutdown.next() => match step {
                     Shutdown::Drain => connection.as_mut().graceful_shutdown(),

@@ -179,6 +179,16 @@ struct ResponseBody {
 const PIECE: usize = 64 * 1024;
 
 impl ResponseBody {
+    /// Notes a frame handed on. After the last one (all of a stored body) the body is
+    /// done sending, which notes progress once rather than here and again at its end.
+    fn handed_on(&mut self) {
+        if self.rest.is_empty() && http_body::Body::is_end_stream(&self.inner) {
+            self.sending = None;
+        } else if let Some(sending) = &self.sending {
+            sending.0.progress.note();
+        }
+    }
+
     /// The next piece of `data`, keeping the rest for the next poll.
     fn piece_of(&mut self, mut data: Bytes) -> Bytes {
         if data.len() > self.piece {
@@ -200,9 +210,7 @@ impl http_body::Body for ResponseBody {
         if !this.rest.is_empty() {
             let rest = std::mem::take(&mut this.rest);
             let piece = this.piece_of(rest);
-            if let Some(sending) = &this.sending {
-                sending.0.progress.note();
-            }
+            this.handed_on();
             return Poll::Ready(Some(Ok(Frame::data(piece))));
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
@@ -211,13 +219,7 @@ impl http_body::Body for ResponseBody {
                     Ok(data) => Frame::data(this.piece_of(data)),
                     Err(frame) => frame,
                 };
-                if this.rest.is_empty() && this.inner.is_end_stream() {
-                    // The last frame (all of a stored body): the body is done, which
-                    // notes progress once rather than here and again at its end.
-                    this.sending = None;
-                } else if let Some(sending) = &this.sending {
-                    sending.0.progress.note();
-                }
+                this.handed_on();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => {
@@ -395,15 +397,14 @@ mod tests {
                 "no limit while a handler runs"
             );
             tokio::time::advance(Duration::from_secs(2)).await;
-            let body = activity.track_response(Body::from("hello"));
-            drop(handler);
+            let response = handler.answered(http::Response::new(Body::from("hello")));
             assert_eq!(
                 activity.deadline(headers, idle),
                 Some(start + Duration::from_secs(5) + idle),
                 "{version:?}: a response body being sent must keep moving"
             );
             tokio::time::advance(Duration::from_secs(4)).await;
-            drop(body);
+            drop(response);
             let between_requests = if version == http::Version::HTTP_2 {
                 idle
             } else {
@@ -448,14 +449,17 @@ mod tests {
         use http_body::Body as _;
         use http_body_util::BodyExt;
         let whole = Bytes::from(vec![7u8; 3 * PIECE + 100]);
+        let sending = |activity: &Activity| activity.bodies_sending.load(Ordering::Relaxed);
         let http1 = Activity::new();
         let mut body = http1.track_response(Body::from(whole.clone()));
+        assert_eq!(sending(&http1), 1);
         let frame = body.frame().await.expect("a frame").expect("data");
         assert_eq!(
             frame.into_data().expect("data").len(),
             whole.len(),
             "HTTP/1.1: whole"
         );
+        assert_eq!(sending(&http1), 0, "the last frame ends the sending");
 
         let activity = Activity::new();
         activity.note_version(http::Version::HTTP_2);
@@ -468,10 +472,13 @@ mod tests {
             let left = whole.len() - pieces.iter().sum::<usize>();
             assert_eq!(body.size_hint().exact(), Some(left as u64));
             assert_eq!(body.is_end_stream(), left == 0);
+            assert_eq!(
+                sending(&activity),
+                usize::from(left > 0),
+                "{left} bytes left"
+            );
         }
         assert_eq!(pieces, [PIECE, PIECE, PIECE, 100]);
-        drop(body);
-        assert_eq!(activity.bodies_sending.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]

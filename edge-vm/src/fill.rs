@@ -62,9 +62,14 @@ pub struct Failure {
 impl Failure {
     /// The failure of `error`.
     pub fn of(error: &meridian_shared::Error) -> Failure {
+        let message = match error {
+            // What is missing: `into_error` says "object not found" again.
+            meridian_shared::Error::NotFound(what) => what.clone(),
+            other => other.to_string(),
+        };
         Failure {
             status: error.http_status(),
-            message: error.to_string(),
+            message,
         }
     }
 
@@ -279,6 +284,16 @@ pub async fn copy_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_gives_each_waiter_the_error_it_came_from() {
+        use meridian_shared::Error;
+        let missing = Failure::of(&Error::NotFound("a.txt".into())).into_error();
+        assert_eq!(missing.to_string(), "object not found: a.txt");
+        assert_eq!(missing.http_status(), StatusCode::NOT_FOUND);
+        let failed = Failure::of(&Error::upstream_msg("origin closed")).into_error();
+        assert_eq!(failed.http_status(), StatusCode::BAD_GATEWAY);
+    }
 
     #[tokio::test]
     async fn readers_see_chunks_as_they_arrive_and_the_end() {

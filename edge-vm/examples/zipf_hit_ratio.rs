@@ -17,14 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::Uri;
-use meridian_edge::EdgeState;
+use meridian_edge::{DISK_ENTRY_OVERHEAD, EdgeState, MEMORY_ENTRY_OVERHEAD as ENTRY_OVERHEAD};
 use meridian_shared::config::{EdgeSettings, OutboundSettings};
-
-/// Bytes the store counts per entry beyond its body (as the memory store does: its
-/// `ENTRY_OVERHEAD`).
-const ENTRY_OVERHEAD: u64 = 1536;
-/// Bytes the disk tier counts per entry beyond its body.
-const DISK_ENTRY_OVERHEAD: u64 = 4096;
 
 fn setting(name: &str, default: f64) -> f64 {
     std::env::var(name)

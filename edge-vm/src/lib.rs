@@ -79,8 +79,11 @@ use crate::store::{MemoryStore, Store};
 use crate::tiered::TieredStore;
 
 pub use cache_status::CacheStatus;
+/// Bytes each tier counts per entry beyond its body (for tools that size budgets).
+pub use disk::ENTRY_OVERHEAD as DISK_ENTRY_OVERHEAD;
 pub use invalidations::{InvalidationListener, subscription_id};
 pub use serve::EdgeService;
+pub use store::ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD;
 
 /// Shared state of one edge: one `Arc`, so a request clones a pointer, not strings or
 /// verifier sets.

@@ -160,7 +160,7 @@ pub fn keys_starting_with<V>(
 /// Bytes counted per entry beyond the body, so a flood of empty objects still respects
 /// the budget: the metadata and the map's own (about 512), and the head a hit keeps
 /// (a copy of the stored fields and four more, about 1 KiB with a dozen fields).
-const ENTRY_OVERHEAD: u64 = 1536;
+pub const ENTRY_OVERHEAD: u64 = 1536;
 
 /// One entry of the memory store: the body in one buffer, so a hit is sent as one.
 struct MemoryEntry {

@@ -44,7 +44,7 @@ use self::file::{
 use crate::store::{Hit, KeepsWhole, MissWriter, Payload, StoredMeta, TierSize, WholeMiss};
 
 /// Bytes counted per entry beyond its file (the file system's block, the index entry).
-const ENTRY_OVERHEAD: u64 = 4096;
+pub const ENTRY_OVERHEAD: u64 = 4096;
 /// Responses kept in files under one directory, at most a byte budget of them.
 #[derive(Clone)]
 pub struct DiskStore(Arc<DiskInner>);

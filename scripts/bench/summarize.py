@@ -11,6 +11,11 @@ time (rps / server CPU share), and within a triple:
 Per target (edge = plain HTTP, edge-tls = HTTPS) and size the table shows the medians
 over the rounds and the min-max of the effs.
 
+"machine µs" is what a response cost both cores together: the busy time of the
+server's core and of wrk's core per response. On loopback the kernel charges the TCP
+work of a transfer to whichever side happens to run it, so a server can look cheap
+per CPU-second while its client pays more; this column shows the whole cost.
+
 "target" checks issue 9's goal on the medians: the edge's eff at least 0.9, above
 nginx's, and its p99 latency no worse than nginx's. "rounds met" counts the rounds
 that meet all three on their own, to show how robust the verdict is.
@@ -58,6 +63,15 @@ def per_cpu_second(row):
     return rps / (cpu / 100) if rps and cpu else None
 
 
+def machine_us(row):
+    """Busy time of both cores (server's and wrk's) per response, in µs."""
+    rps = num(row["rps"])
+    cores = [num(row["server_core_busy_pct"]), num(row["wrk_core_busy_pct"])]
+    if not rps or None in cores:
+        return None
+    return sum(cores) / 100 / rps * 1e6
+
+
 def meets_goal(eff_edge, eff_nginx, p99_edge, p99_nginx):
     if None in (eff_edge, eff_nginx, p99_edge, p99_nginx):
         return False
@@ -70,6 +84,7 @@ def summarize(triples, noisy_pct):
     edge_vs_nginx, rounds_met = [], 0
     rps = {role: [] for role in ROLES}
     p99 = {role: [] for role in ROLES}
+    machine = {role: [] for role in ROLES}
     reference_wrk_busy = []
     noisy = errors = 0
     for triple in triples.values():
@@ -80,6 +95,7 @@ def summarize(triples, noisy_pct):
         for role, row in triple.items():
             rps[role].append(num(row["rps"]))
             p99[role].append(num(row["p99_ms"]))
+            machine[role].append(machine_us(row))
         if any(role not in triple for role in ROLES):
             continue
         reference_wrk_busy.append(num(triple["reference"]["wrk_core_busy_pct"]))
@@ -113,6 +129,7 @@ def summarize(triples, noisy_pct):
         "edge_vs_nginx": median(edge_vs_nginx),
         "p99": {role: median(p99[role]) for role in ROLES},
         "rps": {role: median(rps[role]) for role in ROLES},
+        "machine": {role: median(machine[role]) for role in ROLES},
         "met": meets_goal(eff_edge, eff_nginx, p99_edge, p99_nginx),
         "rounds_met": rounds_met,
         "notes": notes,
@@ -142,22 +159,26 @@ def main():
 
     print("| target | size | rounds | edge eff | edge eff min–max | nginx eff "
           "| nginx eff min–max | edge ÷ nginx per CPU-s | p99 ms edge / nginx / reference "
-          "| rps edge / nginx / reference | target met | rounds met | notes |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---|")
+          "| rps edge / nginx / reference | machine µs edge / nginx / reference "
+          "| target met | rounds met | notes |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---|")
     for key in keys:
         row = summarize(groups[key], noisy_pct)
         p99 = " / ".join(fmt(row["p99"][r], ".2f") for r in ("edge", "nginx", "reference"))
         rps = " / ".join(fmt(row["rps"][r], ".0f") for r in ("edge", "nginx", "reference"))
+        machine = " / ".join(fmt(row["machine"][r], ".1f")
+                             for r in ("edge", "nginx", "reference"))
         print(f"| {key[0]} | {key[1]} | {row['rounds']} "
               f"| {fmt(row['eff_edge'], '.2f')} | {row['eff_edge_span']} "
               f"| {fmt(row['eff_nginx'], '.2f')} | {row['eff_nginx_span']} "
-              f"| {fmt(row['edge_vs_nginx'], '.2f')} | {p99} | {rps} "
+              f"| {fmt(row['edge_vs_nginx'], '.2f')} | {p99} | {rps} | {machine} "
               f"| {'yes' if row['met'] else 'no'} | {row['rounds_met']} of {row['rounds']} "
               f"| {', '.join(row['notes'])} |")
     print()
     print(f"eff: requests per server CPU-second ÷ the reference server's in the same round. "
           f"Target (issue 9): edge eff ≥ {EFF_GOAL}, above nginx's, p99 no worse than "
-          f"nginx's; 'target met' is judged on the medians.")
+          f"nginx's; 'target met' is judged on the medians. machine µs: busy time of "
+          f"the server's and wrk's cores together per response.")
 
 
 if __name__ == "__main__":

@@ -88,11 +88,10 @@ def summarize(triples, noisy_pct):
     reference_wrk_busy = []
     noisy = errors = 0
     for triple in triples.values():
-        for row in triple.values():
+        for role, row in triple.items():
             errors += int(num(row["errors"]) or 0) + int(num(row["non2xx"]) or 0)
             if (num(row["bg_busy_pct"]) or 0) > noisy_pct:
                 noisy += 1
-        for role, row in triple.items():
             rps[role].append(num(row["rps"]))
             p99[role].append(num(row["p99_ms"]))
             machine[role].append(machine_us(row))

@@ -19,7 +19,7 @@ use meridian_shared::config::{EdgeSettings, InvalidationTransport, OutboundSetti
 use meridian_shared::{Config, pubsub};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{binary, free_port, scrape, serve_plain};
+use crate::harness::{binary, free_port, scrape, serve_edge_plain, serve_plain};
 
 /// An origin that serves each path's current body with an ETag and an hour of
 /// freshness, and logs every request with whether it was conditional.
@@ -125,7 +125,7 @@ async fn serve_edge(
 ) -> (CancellationToken, String) {
     let stop = CancellationToken::new();
     let state = edge_on(dir, origin, memory_bytes, key).await;
-    let edge = serve_plain(meridian_edge::service(state), &stop).await;
+    let edge = serve_edge_plain(state, &stop).await;
     (stop, edge)
 }
 
@@ -229,7 +229,7 @@ async fn a_restarted_edge_serves_its_disk_without_the_origin_but_not_what_was_pu
         .await
         .expect("subscribes");
     let stop = CancellationToken::new();
-    let edge = serve_plain(meridian_edge::service(first), &stop).await;
+    let edge = serve_edge_plain(first, &stop).await;
     for path in ["/kept.txt", "/purged.txt"] {
         assert_eq!(get(&format!("{edge}{path}")).await.0, "MISS");
         assert_eq!(get(&format!("{edge}{path}")).await.0, "HIT");
@@ -250,7 +250,7 @@ async fn a_restarted_edge_serves_its_disk_without_the_origin_but_not_what_was_pu
     // for before it serves.
     listener.backlog_applied().await;
     let stop = CancellationToken::new();
-    let edge = serve_plain(meridian_edge::service(second), &stop).await;
+    let edge = serve_edge_plain(second, &stop).await;
     assert_eq!(
         get(&format!("{edge}/kept.txt")).await,
         ("HIT".to_string(), "kept across the restart".to_string())

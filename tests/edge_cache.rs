@@ -18,7 +18,7 @@ use meridian_shared::{Bucket, ObjectMeta, ObjectName, Result};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{pseudo_random_bytes, serve_plain};
+use crate::harness::{pseudo_random_bytes, serve_edge_plain};
 
 /// A bucket whose reads are counted and whose bodies stop after their first chunk
 /// until the gate opens.
@@ -117,10 +117,7 @@ async fn edge_over(
         PurgeSigningKey::generate().expect("key").public_key(),
     )
     .expect("edge opens");
-    (
-        bucket,
-        serve_plain(meridian_edge::service(state), stop).await,
-    )
+    (bucket, serve_edge_plain(state, stop).await)
 }
 
 /// A name no other test's memory bucket has (memory buckets are per process).

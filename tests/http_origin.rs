@@ -20,7 +20,9 @@ use meridian_shared::config::{EdgeSettings, OutboundSettings};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{binary, free_port, pseudo_random_bytes, scrape, serve_plain};
+use crate::harness::{
+    binary, free_port, pseudo_random_bytes, scrape, serve_edge_plain, serve_plain,
+};
 
 /// How the origin answers one path.
 #[derive(Clone)]
@@ -224,7 +226,7 @@ async fn edge_before_origin_stopping_at(
     let (origin, origin_url) = scripted_origin(origin_stop).await;
     let key = PurgeSigningKey::generate().expect("key");
     let state = edge_state(&origin_url, &settings, Some(key.public_key()));
-    let edge = serve_plain(meridian_edge::service(state), stop).await;
+    let edge = serve_edge_plain(state, stop).await;
     (origin, origin_url, edge)
 }
 
@@ -735,7 +737,7 @@ async fn a_purge_by_prefix_drops_exactly_that_prefix_and_a_purge_of_everything_t
         &EdgeSettings::default(),
         Some(key.public_key()),
     );
-    let edge = serve_plain(meridian_edge::service(state), &stop).await;
+    let edge = serve_edge_plain(state, &stop).await;
     let paths = ["/docs/a", "/docs/b/c", "/docsx", "/img/logo"];
     for path in paths {
         origin.answer(path, Reply::ok(path, &[("cache-control", "max-age=600")]));

@@ -14,7 +14,7 @@ use meridian_shared::{Bucket, ObjectName};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::stack::all_files;
-use crate::harness::{pseudo_random_bytes, serve_plain};
+use crate::harness::{pseudo_random_bytes, serve_edge_plain};
 
 /// A plain-HTTP edge serving `bucket` on port 0; returns its base URL.
 async fn edge_over(
@@ -30,7 +30,7 @@ async fn edge_over(
         purge_key.public_key(),
     )
     .expect("edge opens");
-    serve_plain(meridian_edge::service(state), stop).await
+    serve_edge_plain(state, stop).await
 }
 
 /// The one data file of the one object in `bucket_dir`.

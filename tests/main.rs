@@ -19,6 +19,8 @@
 //! - `end_to_end`: upload, replication to every edge, deletion everywhere.
 //! - `purge_auth`: edges take purges only with the replicator's own credential.
 //! - `purge_retry`: a purge an edge does not take is retried until it does.
+//! - `quick_lane`: plain hits answered before hyper, with the service's fields; the
+//!   rest handed to the service with every byte read.
 //! - `replication`: event delivery semantics of the replicate function.
 //! - `resumable_get`: `meridian get` resumes at the next edge when one dies mid-way.
 //! - `routing`: boot answers with live edges only, and redirects curl to the object.
@@ -42,6 +44,7 @@ mod integrity;
 mod pipeline;
 mod purge_auth;
 mod purge_retry;
+mod quick_lane;
 mod replication;
 mod resumable_get;
 mod routing;

@@ -30,7 +30,7 @@ use meridian_shared::{Bucket, Config, ObjectName};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::stack::TestStack;
-use crate::harness::{binary, free_port, pseudo_random_bytes, serve_plain};
+use crate::harness::{binary, free_port, pseudo_random_bytes, serve_edge_plain};
 
 /// Changes carried through each path to measure propagation.
 const CHANGES: usize = 100;
@@ -161,7 +161,7 @@ async fn an_edge_down_during_a_delete_serves_404_once_back_over_pubsub() {
         .await
         .expect("subscribes");
     let stop = CancellationToken::new();
-    let edge_url = serve_plain(meridian_edge::service(edge.clone()), &stop).await;
+    let edge_url = serve_edge_plain(edge.clone(), &stop).await;
     let object = format!("{edge_url}/down/during-delete.txt");
 
     let ticket = stack.ticket("down/during-delete.txt", "text/plain").await;

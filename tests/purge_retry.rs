@@ -15,7 +15,7 @@ use meridian_shared::storage::{MemoryBucket, PutOptions, stream_from_bytes};
 use meridian_shared::{Bucket, ObjectName};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::serve_plain;
+use crate::harness::serve_edge_plain;
 
 /// A TCP relay to `target` that, while `up` is false, drops every connection at once.
 async fn relay(target: String, up: Arc<AtomicBool>) -> String {
@@ -57,7 +57,7 @@ async fn an_edge_cut_off_during_a_delete_is_purged_once_it_is_back() {
         key.public_key(),
     )
     .expect("edge opens");
-    let edge = serve_plain(meridian_edge::service(state), &stop).await;
+    let edge = serve_edge_plain(state, &stop).await;
     let up = Arc::new(AtomicBool::new(true));
     let reachable = relay(edge.trim_start_matches("http://").to_string(), up.clone()).await;
 

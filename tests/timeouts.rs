@@ -11,7 +11,7 @@ use meridian_shared::config::{EdgeSettings, OutboundSettings};
 use meridian_shared::storage::GcsClient;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::serve_plain;
+use crate::harness::serve_edge_plain;
 
 /// A server that accepts connections, reads whatever arrives, and never answers.
 async fn silent_server() -> std::net::SocketAddr {
@@ -48,7 +48,7 @@ async fn a_silent_storage_backend_gives_504_within_the_configured_timeout() {
     )
     .expect("edge opens");
     let stop = CancellationToken::new();
-    let edge = serve_plain(meridian_edge::service(state), &stop).await;
+    let edge = serve_edge_plain(state, &stop).await;
 
     let http = reqwest::Client::new();
     for method in [reqwest::Method::GET, reqwest::Method::HEAD] {

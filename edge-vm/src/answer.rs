@@ -10,8 +10,11 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
+use meridian_shared::server::QuickAnswer;
+
 use crate::cache_status::CacheStatus;
 use crate::conditional::{self, RangeRequest};
+use crate::hit_head::Head;
 use crate::ranged::{self, Multipart};
 use crate::request_fields::RequestFields;
 use crate::store::{Hit, Payload};
@@ -109,13 +112,32 @@ pub fn is_plain_hit(hit: &Hit, fields: RequestFields) -> bool {
 /// of freshness left, when [`is_plain_hit`]: what [`answer`] would give, with the head
 /// kept for the second (see `hit_head`).
 pub fn plain_hit(method: &Method, hit: Hit, age: u64, ttl: i64) -> Response {
-    let headers = hit.meta.kept_head.for_age(age, || {
+    let headers = kept_head(&hit, age, ttl, |head| head.headers.clone());
+    respond(StatusCode::OK, headers, into_body(sent(method, hit.body)))
+}
+
+/// [`plain_hit`]'s answer to a `GET`, for the server's quick lane: the kept head
+/// encoded, and the body, when it is whole in memory.
+pub fn quick_plain_hit(hit: Hit, age: u64, ttl: i64) -> Option<QuickAnswer> {
+    let Payload::Bytes(body) = &hit.body else {
+        return None;
+    };
+    let head = kept_head(&hit, age, ttl, |head| head.encoded.clone());
+    Some(QuickAnswer {
+        head,
+        body: body.clone(),
+    })
+}
+
+/// What `read` takes from `hit`'s kept head for `age` (see `hit_head`).
+fn kept_head<R>(hit: &Hit, age: u64, ttl: i64, read: impl FnOnce(&Head) -> R) -> R {
+    let build = || {
         let mut headers = hit.meta.headers.clone();
         let detail = hit_status(ttl, false);
         add_answer_fields(&mut headers, StatusCode::OK, CacheStatus::Hit, detail, age);
         headers
-    });
-    respond(StatusCode::OK, headers, into_body(sent(method, hit.body)))
+    };
+    hit.meta.kept_head.for_age(age, build, read)
 }
 
 /// The answer to a `method` request with `request` headers from `representation`.

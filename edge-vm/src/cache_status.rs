@@ -20,7 +20,7 @@ pub enum CacheStatus {
 
 impl CacheStatus {
     /// Spelling in the `X-Cache` header and in logs.
-    pub fn as_str(&self) -> &'static str {
+    pub const fn as_str(&self) -> &'static str {
         match self {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",

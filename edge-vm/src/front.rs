@@ -19,11 +19,14 @@ use std::time::{Duration, SystemTime};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
+use meridian_shared::server::QuickAnswer;
 use meridian_shared::storage::ByteStream;
 use meridian_shared::{Error, Result};
 use tokio::time::Instant;
 
-use crate::answer::{Representation, answer, cache_status, hit_status, is_plain_hit, plain_hit};
+use crate::answer::{
+    Representation, answer, cache_status, hit_status, is_plain_hit, plain_hit, quick_plain_hit,
+};
 use crate::cache_status::CacheStatus;
 use crate::directives::{self, RequestDirectives};
 use crate::fill::{self, Failure, Fill, FillState, Fills};
@@ -240,6 +243,19 @@ fn fetch_headers(request: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// The age and the seconds of freshness left (negative when stale) of a stored copy
+/// that a request wanting `wanted` takes as it is `now`; `None` when the origin must
+/// be asked first. A copy found on disk after a restart may have been purged while the
+/// edge was down, so it is never taken without asking.
+fn accepted(hit: &Hit, now: Instant, wanted: &RequestDirectives) -> Option<(u64, i64)> {
+    let age = now.saturating_duration_since(hit.meta.stored_at);
+    if hit.meta.unverified || !wanted.accepts(age, hit.meta.fresh_for) {
+        return None;
+    }
+    let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
+    Some((age.as_secs(), ttl))
+}
+
 /// A stored copy, `now`, answering as `cache` with `detail`.
 fn stored(hit: Hit, now: Instant, cache: CacheStatus, detail: String) -> Representation {
     Representation {
@@ -357,19 +373,19 @@ impl CacheFront {
             forward = "request";
         } else if let Some(hit) = shared.store.lookup(lookup_key).await {
             let now = Instant::now();
+            if let Some((age, ttl)) = accepted(&hit, now, &wanted) {
+                if is_plain_hit(&hit, fields) {
+                    return Ok(plain_hit(method, hit, age, ttl));
+                }
+                let detail = hit_status(ttl, hit.from_disk);
+                let hit = stored(hit, now, CacheStatus::Hit, detail);
+                return Ok(answer(method, request, hit));
+            }
             let age = now.saturating_duration_since(hit.meta.stored_at);
             if hit.meta.unverified {
                 // Found on disk after a restart, and possibly purged meanwhile: the
                 // origin is asked (conditionally) before it is served.
                 forward = "stale";
-            } else if wanted.accepts(age, hit.meta.fresh_for) {
-                let ttl = hit.meta.fresh_for.as_secs() as i64 - age.as_secs() as i64;
-                if is_plain_hit(&hit, fields) {
-                    return Ok(plain_hit(method, hit, age.as_secs(), ttl));
-                }
-                let detail = hit_status(ttl, hit.from_disk);
-                let hit = stored(hit, now, CacheStatus::Hit, detail);
-                return Ok(answer(method, request, hit));
             } else if hit.meta.is_fresh(now) {
                 forward = "request";
             } else {
@@ -408,6 +424,23 @@ impl CacheFront {
             stale_if_error,
         };
         Box::pin(self.ask_origin(method, key, request, looked_up)).await
+    }
+
+    /// The answer to a `GET` of `key` that carries none of the fields the cache acts
+    /// on, for the server's quick lane: when the stored response is a plain hit (see
+    /// [`is_plain_hit`]) held whole in memory. `None` leaves the request to
+    /// [`CacheFront::serve`].
+    pub async fn quick_hit(&self, key: &str) -> Option<QuickAnswer> {
+        let shared = &self.shared;
+        if shared.vary.varies(key) {
+            return None; // the store key depends on the request's fields
+        }
+        let hit = shared.store.lookup(key).await?;
+        let (age, ttl) = accepted(&hit, Instant::now(), &RequestDirectives::default())?;
+        if !is_plain_hit(&hit, RequestFields::default()) {
+            return None;
+        }
+        quick_plain_hit(hit, age, ttl)
     }
 
     /// Answers a request its lookup could not answer alone (`looked_up` says why) through

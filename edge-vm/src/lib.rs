@@ -30,6 +30,7 @@
 //! - `tiered`: memory in front of disk, as one store.
 //! - `cache_status`: `X-Cache`.
 //! - `serve`: the request handlers.
+//! - `quick_lane`: fresh plain hits answered before hyper sees the request.
 //! - `purge`: the purge handler, and applying a purge however it arrives.
 //! - `metrics`: what the edge counts, and the access log.
 //! - `invalidations`: purges over Pub/Sub, from a subscription of the edge's own.
@@ -49,6 +50,7 @@ mod metrics;
 mod origin;
 mod policy;
 mod purge;
+mod quick_lane;
 mod ranged;
 mod request_fields;
 mod serve;
@@ -75,6 +77,7 @@ use crate::http_origin::HttpOrigin;
 use crate::metrics::EdgeMetrics;
 use crate::origin::{BucketOrigin, Origin};
 use crate::policy::CachePolicy;
+pub use crate::quick_lane::EdgeQuickLane;
 use crate::store::{MemoryStore, Store};
 use crate::tiered::TieredStore;
 
@@ -295,15 +298,24 @@ fn fill_budget_kib(settings: &EdgeSettings) -> usize {
 /// The edge's HTTP service: its own paths, then objects (bucket) or everything else
 /// (HTTP origin).
 pub fn service(state: EdgeState) -> EdgeService {
-    const HEALTH_PATH: &str = "/healthz";
     let own = Router::new()
         .route(HEALTH_PATH, get(serve::health))
         .route(meridian_shared::api::PURGE_PATH, post(purge::purge))
         .route(METRICS_PATH, get(serve::metrics))
         .with_state(state.clone());
-    let own_paths = [HEALTH_PATH, meridian_shared::api::PURGE_PATH, METRICS_PATH];
-    EdgeService::new(state, own, own_paths)
+    EdgeService::new(state, own, OWN_PATHS)
 }
+
+/// The edge's quick lane: the plain hits the server answers before [`service`] sees
+/// them (see `quick_lane`).
+pub fn quick_lane(state: EdgeState) -> EdgeQuickLane {
+    EdgeQuickLane::new(state, OWN_PATHS)
+}
+
+const HEALTH_PATH: &str = "/healthz";
+
+/// The paths of the edge's own endpoints, answered by its router.
+const OWN_PATHS: [&str; 3] = [HEALTH_PATH, meridian_shared::api::PURGE_PATH, METRICS_PATH];
 
 /// Serves an edge on `listener` (HTTPS when `tls` is given) until `shutdown`.
 pub async fn run(
@@ -313,7 +325,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let options = state.serve_options();
-    server::serve(listener, service(state), tls, options, shutdown).await
+    let quick = quick_lane(state.clone());
+    server::serve_with_quick_lane(
+        listener,
+        service(state),
+        Some(quick),
+        tls,
+        options,
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ impl VaryIndex {
         }
     }
 
+    /// Whether responses to `key` vary (so a request's store key depends on its fields).
+    pub fn varies(&self, key: &str) -> bool {
+        self.used.load(Ordering::Relaxed) && self.entries.contains_key(key)
+    }
+
     /// The store key for `request` to `key`: its variant's key when responses to `key`
     /// vary, else `key` itself.
     pub fn store_key(&self, key: &str, request: &HeaderMap) -> Option<String> {

@@ -61,6 +61,24 @@ pub async fn serve_plain(
     format!("http://{addr}")
 }
 
+/// Serves an edge as its binary does (its service, and its quick lane for plain hits)
+/// over plain HTTP on port 0 until `stop`; returns its base URL (`http://127.0.0.1:PORT`).
+pub async fn serve_edge_plain(state: meridian_edge::EdgeState, stop: &CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(meridian_shared::server::serve_with_quick_lane(
+        listener,
+        meridian_edge::service(state.clone()),
+        Some(meridian_edge::quick_lane(state)),
+        None,
+        meridian_shared::server::ServeOptions::default(),
+        stop.clone().cancelled_owned(),
+    ));
+    format!("http://{addr}")
+}
+
 /// Serves `service` over plain HTTP on `addr` (port 0 for any) until `stop`; returns the
 /// address bound, to serve again on the same port later.
 pub async fn serve_on(
@@ -124,9 +142,10 @@ pub async fn serve_edge_over(
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    let served = tokio::spawn(meridian_shared::server::serve(
+    let served = tokio::spawn(meridian_shared::server::serve_with_quick_lane(
         listener,
-        meridian_edge::service(state),
+        meridian_edge::service(state.clone()),
+        Some(meridian_edge::quick_lane(state)),
         tls,
         options,
         stop.clone().cancelled_owned(),

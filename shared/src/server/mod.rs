@@ -8,13 +8,18 @@
 //! - `watchdog`: noticing that a connection has nothing left to do.
 //! - `limits`: oversized requests (414, 431) and connections per client address.
 //! - `zero_copy`: plain connections sending sealed bodies with `sendfile`.
+//! - `quick`: the quick lane, plain HTTP/1.1 `GET`s answered before hyper sees them.
+//! - `rewind`: a connection handed to hyper with the bytes the quick lane read.
 //! - this file: the accept loop and serving one connection.
 
 mod limits;
+mod quick;
+mod rewind;
 mod watchdog;
 mod zero_copy;
 
 pub use limits::{MAX_HEADER_BYTES, MAX_URI_BYTES};
+pub use quick::{EncodedHead, NoQuickLane, QuickAnswer, QuickLane, QuickRequest, encode_head};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -130,6 +135,27 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_with_quick_lane(
+        listener,
+        service,
+        None::<NoQuickLane>,
+        tls,
+        options,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], with `quick` (when given) answering the HTTP/1.1 requests it takes
+/// before `service` sees them (see [`QuickLane`]).
+pub async fn serve_with_quick_lane(
+    listener: TcpListener,
+    service: impl HttpService,
+    quick: Option<impl QuickLane>,
+    tls: Option<crate::tls::TlsConfig>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let draining = CancellationToken::new();
@@ -177,6 +203,7 @@ pub async fn serve(
         let connection = Connection {
             builder: builder.clone(),
             service: service.clone(),
+            quick: quick.clone(),
             draining: draining.clone(),
             closing: closing.clone(),
             limits: limits.clone(),
@@ -192,7 +219,7 @@ pub async fn serve(
             let served = match acceptor {
                 None => {
                     let socket = PlainSocket::new(stream, sent_without_copying);
-                    connection.serve(socket).await
+                    connection.serve_http1_quickly(socket).await
                 }
                 Some(acceptor) => connection.serve_tls(stream, acceptor).await,
             };
@@ -253,10 +280,37 @@ enum Shutdown {
     Close,
 }
 
+/// Shutdown's two steps for one connection, as a stream that polls each only when it
+/// fires: a waiting token takes a lock each time it is polled, and a connection polls
+/// what it waits on at every wake, several times a request.
+fn shutdown_steps(
+    draining: &CancellationToken,
+    closing: &CancellationToken,
+) -> FuturesUnordered<BoxFuture<'static, Shutdown>> {
+    let steps: FuturesUnordered<BoxFuture<'static, Shutdown>> = FuturesUnordered::new();
+    steps.push(
+        draining
+            .clone()
+            .cancelled_owned()
+            .map(|()| Shutdown::Drain)
+            .boxed(),
+    );
+    steps.push(
+        closing
+            .clone()
+            .cancelled_owned()
+            .map(|()| Shutdown::Close)
+            .boxed(),
+    );
+    steps
+}
+
 /// Everything needed to serve one accepted connection.
-struct Connection<S> {
+struct Connection<S, Q> {
     builder: Builder<TokioExecutor>,
     service: S,
+    /// Answers the plainest HTTP/1.1 requests first, if any.
+    quick: Option<Q>,
     /// Shutdown started: finish what is in flight, take nothing new.
     draining: CancellationToken,
     /// The drain time is up: close now.
@@ -266,7 +320,7 @@ struct Connection<S> {
     peer: SocketAddr,
 }
 
-impl<S: HttpService> Connection<S> {
+impl<S: HttpService, Q: QuickLane> Connection<S, Q> {
     /// Completes the TLS handshake (within its limit), then serves the protocol that
     /// ALPN chose, so no sniffing is needed.
     async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) -> ConnectionResult {
@@ -287,12 +341,31 @@ impl<S: HttpService> Connection<S> {
         };
         tls.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-        let builder = if h2 {
-            self.builder.clone().http2_only()
+        if h2 {
+            let builder = self.builder.clone().http2_only();
+            Connection { builder, ..self }.serve(tls).await
         } else {
-            self.builder.clone().http1_only()
+            let builder = self.builder.clone().http1_only();
+            Connection { builder, ..self }
+                .serve_http1_quickly(tls)
+                .await
+        }
+    }
+
+    /// Serves `io` through the quick lane while it takes the requests, then (from the
+    /// first it does not take) through hyper; through hyper alone without a lane.
+    async fn serve_http1_quickly<I>(self, io: I) -> ConnectionResult
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(quick) = &self.quick else {
+            return self.serve(io).await;
         };
-        Connection { builder, ..self }.serve(tls).await
+        let steps = shutdown_steps(&self.draining, &self.closing);
+        match quick::serve(io, quick, &self.limits, steps).await? {
+            quick::Ended::Closed => Ok(()),
+            quick::Ended::HandedOn(io, read) => self.serve(rewind::Rewind::new(io, read)).await,
+        }
     }
 
     /// Serves HTTP on `io` until the client closes, the connection has nothing left to
@@ -348,22 +421,7 @@ impl<S: HttpService> Connection<S> {
         );
         tokio::pin!(connection);
         let limits = &self.limits;
-        // Shutdown's two steps, polled only when one of them fires: a waiting token
-        // takes a lock each time it is polled, and everything in this `select!` is
-        // polled on every wake of the connection, several times a request.
-        let mut shutdown: FuturesUnordered<BoxFuture<'static, Shutdown>> = FuturesUnordered::new();
-        shutdown.push(
-            self.draining
-                .cancelled_owned()
-                .map(|()| Shutdown::Drain)
-                .boxed(),
-        );
-        shutdown.push(
-            self.closing
-                .cancelled_owned()
-                .map(|()| Shutdown::Close)
-                .boxed(),
-        );
+        let mut shutdown = shutdown_steps(&self.draining, &self.closing);
         loop {
             let deadline = activity.deadline(limits.header_read_timeout, limits.idle_timeout);
             // While a handler runs there is no deadline; look again a little later.

@@ -77,7 +77,7 @@ use crate::http_origin::HttpOrigin;
 use crate::metrics::EdgeMetrics;
 use crate::origin::{BucketOrigin, Origin};
 use crate::policy::CachePolicy;
-pub use crate::quick_lane::EdgeQuickLane;
+use crate::quick_lane::EdgeQuickLane;
 use crate::store::{MemoryStore, Store};
 use crate::tiered::TieredStore;
 
@@ -306,12 +306,6 @@ pub fn service(state: EdgeState) -> EdgeService {
     EdgeService::new(state, own, OWN_PATHS)
 }
 
-/// The edge's quick lane: the plain hits the server answers before [`service`] sees
-/// them (see `quick_lane`).
-pub fn quick_lane(state: EdgeState) -> EdgeQuickLane {
-    EdgeQuickLane::new(state, OWN_PATHS)
-}
-
 const HEALTH_PATH: &str = "/healthz";
 
 /// The paths of the edge's own endpoints, answered by its router.
@@ -325,7 +319,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let options = state.serve_options();
-    let quick = quick_lane(state.clone());
+    run_with_options(listener, tls, state, options, shutdown).await
+}
+
+/// [`run`] with `options` instead of the edge's own: its service, with its quick lane
+/// in front.
+pub async fn run_with_options(
+    listener: TcpListener,
+    tls: Option<TlsConfig>,
+    state: EdgeState,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let quick = EdgeQuickLane::new(state.clone());
     server::serve_with_quick_lane(
         listener,
         service(state),

@@ -13,19 +13,18 @@ use tokio::time::Instant;
 
 use crate::cache_status::CacheStatus;
 use crate::request_fields::RequestFields;
-use crate::{EdgeState, OriginKind};
+use crate::{EdgeState, OWN_PATHS, OriginKind};
 
 /// The edge's quick lane.
 #[derive(Clone)]
 pub struct EdgeQuickLane {
     state: EdgeState,
-    own_paths: [&'static str; 3],
 }
 
 impl EdgeQuickLane {
-    /// The lane for `state`, leaving `own_paths` to the service.
-    pub(crate) fn new(state: EdgeState, own_paths: [&'static str; 3]) -> EdgeQuickLane {
-        EdgeQuickLane { state, own_paths }
+    /// The lane for `state`.
+    pub(crate) fn new(state: EdgeState) -> EdgeQuickLane {
+        EdgeQuickLane { state }
     }
 
     /// The store key `request` asks for, as the service would read it: the object's
@@ -44,7 +43,7 @@ impl QuickLane for EdgeQuickLane {
     async fn answer<'a>(&'a self, request: &'a QuickRequest<'a>) -> Option<QuickAnswer> {
         let started = Instant::now();
         let path = request.path();
-        if self.own_paths.contains(&path)
+        if OWN_PATHS.contains(&path)
             || RequestFields::of_names(request.field_names()) != RequestFields::default()
         {
             return None;

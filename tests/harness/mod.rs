@@ -68,11 +68,10 @@ pub async fn serve_edge_plain(state: meridian_edge::EdgeState, stop: &Cancellati
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(meridian_shared::server::serve_with_quick_lane(
+    tokio::spawn(meridian_edge::run_with_options(
         listener,
-        meridian_edge::service(state.clone()),
-        Some(meridian_edge::quick_lane(state)),
         None,
+        state,
         meridian_shared::server::ServeOptions::default(),
         stop.clone().cancelled_owned(),
     ));
@@ -142,11 +141,10 @@ pub async fn serve_edge_over(
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    let served = tokio::spawn(meridian_shared::server::serve_with_quick_lane(
+    let served = tokio::spawn(meridian_edge::run_with_options(
         listener,
-        meridian_edge::service(state.clone()),
-        Some(meridian_edge::quick_lane(state)),
         tls,
+        state,
         options,
         stop.clone().cancelled_owned(),
     ));

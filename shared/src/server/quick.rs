@@ -259,6 +259,17 @@ async fn take<Q: QuickLane>(read: &[u8], lane: &Q) -> Taken {
     }
 }
 
+/// Request fields about the message's body or the connection: a request with any of
+/// them (but `Connection: keep-alive`) is hyper's.
+const ABOUT_THE_CONNECTION: [&str; 6] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "expect",
+    "te",
+];
+
 /// `request` as the lane takes it, if it does: a `GET` over HTTP/1.1 of an
 /// origin-form target within the server's limits, with no body and no field about the
 /// connection (beyond `Connection: keep-alive`, which HTTP/1.1 says anyway).
@@ -275,9 +286,8 @@ fn quick_request<'a>(request: &'a httparse::Request<'_, 'a>) -> Option<QuickRequ
         field_bytes += field.name.len() + field.value.len();
         let keep_alive = field.name.eq_ignore_ascii_case("connection")
             && field.value.eq_ignore_ascii_case(b"keep-alive");
-        let about_the_connection = ["content-length", "transfer-encoding", "connection"]
+        let about_the_connection = ABOUT_THE_CONNECTION
             .iter()
-            .chain(&["upgrade", "expect", "te"])
             .any(|name| field.name.eq_ignore_ascii_case(name));
         if about_the_connection && !keep_alive {
             return None;
